@@ -1,0 +1,404 @@
+"""`make bench`: load-test taskapi as it runs in production, and write bench/results.json.
+
+Starts a throwaway PostgreSQL (or uses BENCH_DATABASE_URL), applies schema.sql, serves taskapi with
+`python wsgi.py`, seeds a user with 50 tasks through the API, then drives each scenario with wrk
+(bench/request.lua) and measures the server's CPU time and peak memory.
+
+Settings, from the environment (defaults): BENCH_WORKERS (one a core), BENCH_SERVER_THREADS
+(as `make serve`: DB_POOL_SIZE), BENCH_CONNECTIONS (32), BENCH_THREADS (2, wrk's),
+BENCH_DURATION (10 s a scenario), BENCH_WARMUP (3 s, once at the start), BENCH_TIMEOUT (10 s),
+BENCH_READ_CONNECTIONS (8, the reads of the mixed scenario), BENCH_SCENARIOS (all), BENCH_PORT
+and BENCH_PG_PORT (free ones), BCRYPT_ROUNDS (12), BENCH_PROFILE=1 (py-spy records one worker
+under list and get, into bench/results/).
+Standard library only, so it runs with any Python; wrk comes from Debian (apt-get install wrk).
+"""
+
+import datetime
+import glob
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"  # logs, ids and profiles (not committed)
+BIN = Path(sys.executable).parent
+SCENARIOS = "list get create put patch delete signin mixed"
+PASSWORD = "bench password"
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def setting(name, default):
+    return int(os.environ.get(name) or default)
+
+
+WORKERS = setting("BENCH_WORKERS", len(os.sched_getaffinity(0)))
+SERVER_THREADS = setting("BENCH_SERVER_THREADS", 0)  # 0: wsgi.py's default
+CONNECTIONS = setting("BENCH_CONNECTIONS", 32)
+THREADS = setting("BENCH_THREADS", 2)
+DURATION = setting("BENCH_DURATION", 10)
+WARMUP = setting("BENCH_WARMUP", 3)
+TIMEOUT = setting("BENCH_TIMEOUT", 10)
+READ_CONNECTIONS = setting("BENCH_READ_CONNECTIONS", 8)
+BCRYPT_ROUNDS = setting("BCRYPT_ROUNDS", 12)
+PROFILE = os.environ.get("BENCH_PROFILE") == "1"
+
+
+def main():
+    RESULTS.mkdir(exist_ok=True)
+    install_wrk()
+    port = setting("BENCH_PORT", 0) or get_free_port()
+    url = f"http://127.0.0.1:{port}"
+    with get_database() as database_url, serve(database_url, port) as server:
+        setup = seed(url, database_url)
+        workers = get_children(server.pid)
+        # Warm-up: fill the connection pools, and let each worker hash its dummy password
+        # (auth.get_dummy_hash, made on the first sign-in) before anything is measured.
+        for name in ("list", "signin"):
+            run_wrk(url, scenario_env(setup, name), seconds=WARMUP)
+        rows = []
+        for name in os.environ.get("BENCH_SCENARIOS", SCENARIOS).split():
+            print(f"bench: {name} ...", file=sys.stderr)
+            measured = measure_mixed if name == "mixed" else measure
+            rows += measured(url, setup, name, [server.pid, *workers])
+    report = {"settings": get_settings(), "scenarios": rows}
+    (ROOT / "bench" / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(rows))
+
+
+def install_wrk():
+    if shutil.which("wrk"):
+        return
+    print("bench: wrk is missing; installing Debian's package", file=sys.stderr)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "apt-get", "install", "-y", "wrk"], check=True)
+
+
+def get_free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def get_database():
+    """BENCH_DATABASE_URL, or a PostgreSQL cluster of its own in a temporary folder."""
+    if os.environ.get("BENCH_DATABASE_URL"):
+        yield os.environ["BENCH_DATABASE_URL"]
+        return
+    pg_bin = Path(find_postgres_program("initdb")).parent
+    port = setting("BENCH_PG_PORT", 0) or get_free_port()
+    with tempfile.TemporaryDirectory(prefix="taskapi-bench-") as folder:
+        as_postgres = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(folder, "postgres")
+            as_postgres = ["runuser", "-u", "postgres", "--"]
+        data = f"{folder}/data"
+        initdb = [pg_bin / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"]
+        subprocess.run([*as_postgres, *initdb], check=True, stdout=subprocess.DEVNULL)
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder}"
+        pg_ctl = [*as_postgres, pg_bin / "pg_ctl", "-D", data, "-l", f"{folder}/log", "-w"]
+        subprocess.run([*pg_ctl, "-o", options, "start"], check=True, stdout=subprocess.DEVNULL)
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            subprocess.run([*pg_ctl, "-m", "fast", "stop"], stdout=subprocess.DEVNULL)
+
+
+def find_postgres_program(name):
+    """On PATH, else in Debian's versioned folder (the newest), where initdb and pg_ctl live."""
+    versions = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+    newest = max(versions, key=lambda path: float(Path(path).parts[4]), default=None)
+    found = shutil.which(name) or newest
+    if not found:
+        sys.exit(f"bench: {name} not found; install PostgreSQL or set BENCH_DATABASE_URL")
+    return found
+
+
+@contextmanager
+def serve(database_url, port):
+    """`python wsgi.py` in its production settings on this database, stopped with SIGTERM."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BETTER_AUTH_SECRET": secrets.token_urlsafe(48),
+        "BCRYPT_ROUNDS": str(BCRYPT_ROUNDS),
+        # A load generator signing in 32 at a time is what the rate limits are for; off here.
+        "RATELIMIT_ENABLED": "false",
+        "PYTHON_DOTENV_DISABLED": "1",  # measure the defaults, not a developer's .env
+        "FLASK_SKIP_DOTENV": "1",
+    }
+    subprocess.run([BIN / "flask", "--app", "taskapi", "init-db"], cwd=ROOT, env=env, check=True)
+    command = [sys.executable, "wsgi.py", f"--workers={WORKERS}"]
+    if SERVER_THREADS:
+        command.append(f"--threads={SERVER_THREADS}")
+    log = open(RESULTS / "server.log", "w")
+    server = subprocess.Popen(
+        [*command, f"--listen=127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    try:
+        for _ in range(100):
+            if server.poll() is not None:
+                sys.exit(f"bench: the server exited; see {log.name}")
+            if len(get_children(server.pid)) == WORKERS and is_healthy(port):
+                break
+            time.sleep(0.1)
+        yield server
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def is_healthy(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def call(url, method="GET", body=None, token=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, headers, method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def seed(url, database_url):
+    """Users and tasks for the scenarios: `reader` has 50 tasks, made through the API; `writer`
+    receives the created ones, so the list stays at 50; `deleter` owns the tasks to delete."""
+    stamp = secrets.token_hex(4)
+    setup = {}
+    for name in ("reader", "writer", "deleter"):
+        body = {"email": f"bench-{name}-{stamp}@example.com", "password": PASSWORD}
+        answer = call(f"{url}/api/auth/signup", "POST", body)
+        user_id = answer["user"]["id"]
+        setup[name] = {
+            "email": body["email"],
+            "token": answer["access_token"],
+            "tasks": f"/api/users/{user_id}/tasks",
+        }
+    reader = setup["reader"]
+    ids = [
+        call(f"{url}{reader['tasks']}", "POST", {"title": f"Task {n}"}, reader["token"])["id"]
+        for n in range(50)
+    ]
+    (RESULTS / "read-ids.txt").write_text("".join(f"{id}\n" for id in ids))
+    # Deleting needs a supply of rows: SQL inserts them in a second, the API would take minutes.
+    user_id = setup["deleter"]["tasks"].split("/")[3]
+    count = 2000 * (DURATION + 5)  # over four times the fastest rate seen so far
+    psql = find_postgres_program("psql")
+    sql = (
+        f"INSERT INTO tasks (user_id, title) SELECT '{user_id}', 'Doomed task ' || n "
+        f"FROM generate_series(1, {count}) AS n RETURNING id"
+    )
+    ids = subprocess.run(
+        [psql, database_url, "-qtAc", sql], check=True, capture_output=True, text=True
+    ).stdout
+    (RESULTS / "delete-ids.txt").write_text(ids)
+    return setup
+
+
+def scenario_env(setup, name):
+    """What bench/request.lua sends in each scenario."""
+    reader, writer, deleter = setup["reader"], setup["writer"], setup["deleter"]
+    one_task = {"WRK_PATH": reader["tasks"] + "/{id}", "WRK_IDS": str(RESULTS / "read-ids.txt")}
+    new_task = {"title": "Write the report", "description": "Before Friday.", "completed": False}
+    return {
+        "list": {"WRK_METHOD": "GET", "WRK_PATH": reader["tasks"], "WRK_TOKEN": reader["token"]},
+        "get": {"WRK_METHOD": "GET", **one_task, "WRK_TOKEN": reader["token"]},
+        "create": {
+            "WRK_METHOD": "POST",
+            "WRK_PATH": writer["tasks"],
+            "WRK_TOKEN": writer["token"],
+            "WRK_BODY": json.dumps(new_task),
+        },
+        "put": {
+            "WRK_METHOD": "PUT",
+            **one_task,
+            "WRK_TOKEN": reader["token"],
+            "WRK_BODY": json.dumps({**new_task, "completed": True}),
+        },
+        "patch": {
+            "WRK_METHOD": "PATCH",
+            **one_task,
+            "WRK_TOKEN": reader["token"],
+            "WRK_BODY": json.dumps({"completed": True}),
+        },
+        "delete": {
+            "WRK_METHOD": "DELETE",
+            "WRK_PATH": deleter["tasks"] + "/{id}",
+            "WRK_IDS": str(RESULTS / "delete-ids.txt"),
+            "WRK_TOKEN": deleter["token"],
+        },
+        "signin": {
+            "WRK_METHOD": "POST",
+            "WRK_PATH": "/api/auth/signin",
+            "WRK_BODY": json.dumps({"email": reader["email"], "password": PASSWORD}),
+        },
+    }[name]
+
+
+def start_wrk(url, env, connections=CONNECTIONS, threads=THREADS, seconds=DURATION):
+    script = ROOT / "bench" / "request.lua"
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT}s"]
+    return subprocess.Popen(
+        [*command, "-s", script, url],
+        env={**os.environ, "WRK_THREADS": str(threads), **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_wrk(wrk):
+    """wrk's figures, from the JSON line bench/request.lua prints last."""
+    output, _ = wrk.communicate()
+    result = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
+    return {
+        "rps": round(result["requests"] / result["seconds"], 1),
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "errors": result["non_2xx"] + result["socket_errors"],
+        "requests": result["requests"],
+    }
+
+
+def run_wrk(url, env, **options):
+    return finish_wrk(start_wrk(url, env, **options))
+
+
+def measure(url, setup, name, pids):
+    """One scenario, from an idle server: wrk's figures, the server's CPU time per request and
+    its peak memory.
+
+    wrk stops with a request in flight on each connection, which the server answers all the
+    same (for sign-in, seconds of bcrypt). So the CPU time runs until the server rests again,
+    and is shared among the requests answered plus those, one a connection."""
+    wait_until_idle(pids)
+    profiler = start_profiler(name, pids[1])
+    ticks = get_cpu_ticks(pids)
+    result = run_wrk(url, scenario_env(setup, name))
+    wait_until_idle(pids)
+    cpu_ms = (get_cpu_ticks(pids) - ticks) * 1000 / TICKS_PER_SECOND
+    if profiler:
+        profiler.wait()
+    per_request = round(cpu_ms / (result["requests"] + CONNECTIONS), 2)
+    cpu = {"cpu_ms_per_request": per_request, "cpu_s": round(cpu_ms / 1000, 1)}
+    return [{"scenario": name, **result, **cpu, **get_peak_rss(pids)}]
+
+
+def measure_mixed(url, setup, name, pids):
+    """Reads of one task alone, then again while CONNECTIONS clients hammer sign-in."""
+    read = scenario_env(setup, "get")
+    wait_until_idle(pids)
+    alone = {**run_wrk(url, read, connections=READ_CONNECTIONS, threads=1), **get_peak_rss(pids)}
+    flood = start_wrk(url, scenario_env(setup, "signin"), seconds=WARMUP + DURATION + 1)
+    time.sleep(WARMUP)  # let the flood fill every worker thread first
+    loaded = run_wrk(url, read, connections=READ_CONNECTIONS, threads=1)
+    flooding = finish_wrk(flood)
+    rss = get_peak_rss(pids)
+    return [
+        {"scenario": f"get alone, {READ_CONNECTIONS} connections", **alone},
+        {"scenario": "get during sign-in flood", **loaded, **rss},
+        {"scenario": f"sign-in flood, {CONNECTIONS} connections", **flooding, **rss},
+    ]
+
+
+def wait_until_idle(pids):
+    """Until the server rests: waitress still answers the requests of clients that have left, and
+    a scenario must not pay for the backlog of the one before (sign-in leaves seconds of bcrypt)."""
+    for _ in range(120):
+        ticks = get_cpu_ticks(pids)
+        time.sleep(0.5)
+        if get_cpu_ticks(pids) - ticks <= TICKS_PER_SECOND // 50:  # under 4% of one core
+            return
+
+
+def start_profiler(name, pid):
+    """With BENCH_PROFILE=1, py-spy samples one worker for the list and get scenarios."""
+    if not PROFILE or name not in ("list", "get"):
+        return None
+    output = RESULTS / f"profile-{name}.speedscope.json"
+    command = [BIN / "py-spy", "record", "--pid", str(pid), "--duration", str(DURATION)]
+    return subprocess.Popen(
+        [*command, "--format", "speedscope", "--output", output], stdout=subprocess.DEVNULL
+    )
+
+
+def get_children(pid):
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+
+def get_cpu_ticks(pids):
+    """User plus system CPU time of these processes so far, in clock ticks (/proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def get_peak_rss(pids):
+    """Each process's peak resident memory so far (VmHWM), in MB: the parent first."""
+    peaks = []
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(round(int(line.split()[1]) / 1024, 1))
+    return {"peak_rss_mb": peaks}
+
+
+def get_settings():
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "cores": os.cpu_count(),
+        "workers": WORKERS,
+        "server_threads": SERVER_THREADS,
+        "connections": CONNECTIONS,
+        "wrk_threads": THREADS,
+        "warmup_s": WARMUP,
+        "duration_s": DURATION,
+        "bcrypt_rounds": BCRYPT_ROUNDS,
+        "database": "BENCH_DATABASE_URL" if os.environ.get("BENCH_DATABASE_URL") else "throwaway",
+        "profiled": PROFILE,
+    }
+
+
+def format_table(rows):
+    lines = [
+        "| scenario | req/s | p50 ms | p99 ms | errors | CPU ms/req | peak RSS MB (workers) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in rows:
+        cpu = row.get("cpu_ms_per_request")
+        rss = " / ".join(str(mb) for mb in row["peak_rss_mb"][1:])
+        lines.append(
+            f"| {row['scenario']} | {row['rps']:,.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+            f"| {row['errors']} | {'' if cpu is None else cpu} | {rss} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+-- taskapi schema (PostgreSQL): the full current schema, safe to apply twice.
+-- `flask --app taskapi init-db` applies it to a new database; migrations/ brings older ones here.
+-- SQLite gets the same tables from this file: taskapi/db.py rewrites the identity column, and
+-- each database skips the other's "only" section. No percent signs: the driver would read them.
+
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    TEXT NOT NULL PRIMARY KEY,
+    applied_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS users (
+    id            TEXT NOT NULL PRIMARY KEY,
+    email         TEXT NOT NULL,
+    name          TEXT,
+    -- NULL for users provisioned from a frontend token: they cannot sign in here.
+    password_hash TEXT,
+    created_at    TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    -- The user's live tasks, kept by the triggers below: the list's total without counting.
+    task_count    INTEGER NOT NULL DEFAULT 0
+);
+
+-- Emails are stored lowercase; the index makes uniqueness case-insensitive even if one is not.
+CREATE UNIQUE INDEX IF NOT EXISTS users_email_key ON users (lower(email));
+
+CREATE TABLE IF NOT EXISTS tasks (
+    id           BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    title        TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
+    description  TEXT CHECK (length(description) <= 10000),
+    completed    BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at   TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at   TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    -- 0 none, 1 low, 2 medium, 3 high: sorts in the order people mean.
+    priority     SMALLINT NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 3),
+    due_at       TIMESTAMP WITH TIME ZONE,
+    -- The tags as served (a JSON array); task_tags holds the same tags for filtering.
+    tags         TEXT NOT NULL DEFAULT '[]',
+    completed_at TIMESTAMP WITH TIME ZONE,
+    -- Set by DELETE: the row stays as a tombstone for syncing clients until purged.
+    deleted_at   TIMESTAMP WITH TIME ZONE
+);
+
+-- Serves the list query: one user's tasks, newest first (id breaks ties for stable pages).
+CREATE INDEX IF NOT EXISTS tasks_user_id_created_at_idx ON tasks (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS tasks_user_id_completed_idx ON tasks (user_id, completed, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS tasks_user_id_priority_idx ON tasks (user_id, priority, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS tasks_user_id_due_at_idx ON tasks (user_id, due_at, id);
+-- Incremental sync (updated_since) and sort=updated_at.
+CREATE INDEX IF NOT EXISTS tasks_user_id_updated_at_idx ON tasks (user_id, updated_at, id);
+-- Finds tombstones past their retention.
+CREATE INDEX IF NOT EXISTS tasks_deleted_at_idx ON tasks (deleted_at) WHERE deleted_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS task_tags (
+    task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    tag     TEXT NOT NULL,
+    PRIMARY KEY (task_id, tag)
+);
+
+CREATE INDEX IF NOT EXISTS task_tags_user_id_tag_idx ON task_tags (user_id, tag, task_id);
+
+-- One row per Idempotency-Key a user sent with a create: the first response is replayed.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id         TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    idempotency_key TEXT NOT NULL,
+    request_hash    TEXT NOT NULL,
+    response        TEXT,
+    created_at      TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (user_id, idempotency_key)
+);
+
+-- SQLite only: the same live-task counter, with SQLite's triggers.
+CREATE TRIGGER IF NOT EXISTS tasks_count_insert AFTER INSERT ON tasks WHEN NEW.deleted_at IS NULL
+BEGIN
+    UPDATE users SET task_count = task_count + 1 WHERE id = NEW.user_id;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_count_delete AFTER DELETE ON tasks WHEN OLD.deleted_at IS NULL
+BEGIN
+    UPDATE users SET task_count = task_count - 1 WHERE id = OLD.user_id;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_count_tombstone AFTER UPDATE OF deleted_at ON tasks
+WHEN OLD.deleted_at IS NOT NEW.deleted_at
+BEGIN
+    UPDATE users SET task_count = task_count + (CASE WHEN NEW.deleted_at IS NULL THEN 1 ELSE -1 END)
+    WHERE id = NEW.user_id;
+END;
+
+-- PostgreSQL only: trigram indexes serve the case-insensitive search (q=) in titles and
+-- descriptions; SQLite scans the user's own tasks instead.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX IF NOT EXISTS tasks_title_trgm_idx ON tasks USING gin (title gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS tasks_description_trgm_idx ON tasks USING gin (description gin_trgm_ops);
+
+-- Keeps users.task_count equal to the user's live tasks: once per statement, from the rows it
+-- changed (transition tables), so a bulk insert or clear adds one UPDATE per user, not per row.
+CREATE OR REPLACE FUNCTION count_live_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE users SET task_count = task_count + changed.n
+        FROM (SELECT user_id, count(*) AS n FROM new_rows WHERE deleted_at IS NULL
+              GROUP BY user_id) AS changed
+        WHERE users.id = changed.user_id;
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE users SET task_count = task_count - changed.n
+        FROM (SELECT user_id, count(*) AS n FROM old_rows WHERE deleted_at IS NULL
+              GROUP BY user_id) AS changed
+        WHERE users.id = changed.user_id;
+    ELSE
+        UPDATE users SET task_count = task_count + changed.n
+        FROM (SELECT new_rows.user_id,
+                     sum(CASE WHEN new_rows.deleted_at IS NULL THEN 1 ELSE -1 END) AS n
+              FROM new_rows JOIN old_rows ON old_rows.id = new_rows.id
+              WHERE (old_rows.deleted_at IS NULL) <> (new_rows.deleted_at IS NULL)
+              GROUP BY new_rows.user_id) AS changed
+        WHERE users.id = changed.user_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER tasks_count_insert AFTER INSERT ON tasks
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION count_live_tasks();
+CREATE OR REPLACE TRIGGER tasks_count_delete AFTER DELETE ON tasks
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION count_live_tasks();
+-- Every UPDATE statement runs it (a column list cannot go with transition tables), but only a
+-- change of deleted_at, a task becoming a tombstone or back, writes to users.
+CREATE OR REPLACE TRIGGER tasks_count_tombstone AFTER UPDATE ON tasks
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_live_tasks();

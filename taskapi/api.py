@@ -1,0 +1,177 @@
+"""flask-smorest, subclassed once (the one error shape, 503 on database outages, bearer docs),
+and what every response carries: a request id, security headers and one access-log line."""
+
+import http
+import json
+import logging
+import re
+import time
+import uuid
+
+import marshmallow as ma
+from apispec import BasePlugin
+from flask import g, request
+from flask_smorest import Api as BaseApi
+from flask_smorest import Blueprint as BaseBlueprint
+from flask_smorest import abort
+from flask_smorest.error_handler import ErrorSchema as BaseErrorSchema
+from flask_smorest.pagination import PaginationMetadataSchema
+from peewee import InterfaceError, OperationalError
+from playhouse.pool import MaxConnectionsExceeded
+from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import ServiceUnavailable
+
+__all__ = ["Api", "Blueprint", "abort"]
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("taskapi.access")
+
+OPENAPI_CONFIG = {
+    "API_TITLE": "taskapi",
+    "API_VERSION": "1.0.0",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    # Served by the app itself (see create_app), so the docs render without internet access.
+    "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
+    "OPENAPI_SWAGGER_UI_CONFIG": {"validatorUrl": None, "persistAuthorization": True},
+    "API_SPEC_OPTIONS": {
+        "info": {
+            "description": "Accounts, JWT bearer auth and per-user tasks for a todo app. "
+            "Sign up or sign in, then send `Authorization: Bearer <access_token>`.",
+        },
+        "security": [{"bearerAuth": []}],
+    },
+}
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+DATABASE_DOWN = (OperationalError, InterfaceError, MaxConnectionsExceeded)
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+# Swagger UI's page starts itself with an inline script and styles; everything else is 'self'.
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'"
+)
+DOCS_ENDPOINTS = {"api-docs.openapi_swagger_ui", "static"}
+
+
+class ErrorResponses(BasePlugin):
+    """Documents each error status an operation can answer, instead of one catch-all
+    `default`, so clients and the contract fuzzer know every code to expect."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in operations.values():
+            codes = [500, 503]
+            if operation.get("security") != []:
+                codes += [401, 409]  # 409: a frontend token whose email another account has
+            if "{user_id}" in path:
+                codes.append(403)
+            if "requestBody" in operation:
+                codes += [400, 413, 415, 422]
+            if any(
+                parameter.get("name") == "If-Match" for parameter in operation.get("parameters", [])
+            ):
+                codes.append(412)
+            responses = operation.setdefault("responses", {})
+            for code in codes:
+                if code not in responses and str(code) not in responses:
+                    responses[code] = http.HTTPStatus(code).name
+
+
+class ErrorSchema(BaseErrorSchema):
+    detail = ma.fields.String(metadata={"description": "Same text as message"})
+
+
+class Api(BaseApi):
+    ERROR_SCHEMA = ErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None  # ErrorResponses lists the real ones
+
+    def init_app(self, app, **kwargs):
+        for key, value in OPENAPI_CONFIG.items():
+            app.config.setdefault(key, value)
+        super().init_app(app, spec_kwargs={"extra_plugins": [ErrorResponses()]}, **kwargs)
+        self.spec.components.security_scheme("bearerAuth", BEARER_SCHEME)
+        for error in DATABASE_DOWN:
+            app.register_error_handler(error, self.handle_database_down)
+        app.before_request(start_request)
+        app.after_request(finish_request)
+
+    def handle_http_exception(self, error):
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" not in payload:
+            payload["message"] = "Invalid request." if "errors" in payload else error.description
+        payload["detail"] = payload["message"]
+        if code == 401:
+            headers.setdefault("WWW-Authenticate", "Bearer")
+        # Keep what werkzeug adds (Allow on 405), never its text/html Content-Type.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                headers.setdefault(name, value)
+        return payload, code, headers
+
+    def handle_database_down(self, error):
+        log.warning("database unavailable: %s", error)
+        return self.handle_http_exception(
+            ServiceUnavailable("The database is unavailable; try again shortly.")
+        )
+
+
+def start_request():
+    g.started = time.perf_counter()
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def finish_request(response):
+    """Security headers, the request id, and the access-log line (never bodies or headers)."""
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    docs = request.endpoint in DOCS_ENDPOINTS
+    response.headers["X-Request-ID"] = request_id
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Content-Security-Policy"] = DOCS_POLICY if docs else API_POLICY
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    if not access_log.isEnabledFor(logging.INFO):
+        return response
+    started = g.get("started", time.perf_counter())
+    line = {
+        "method": request.method,
+        "route": request.url_rule.rule if request.url_rule else None,
+        "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "request_id": request_id,
+        "user_id": g.user.id if "user" in g else None,
+    }
+    access_log.info(json.dumps(line))
+    return response
+
+
+class Parser(FlaskParser):
+    """The contract's 415 and 400, which webargs would answer as 422 (see the style guide)."""
+
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            abort(415, message="Send the body as JSON, with Content-Type: application/json.")
+        try:
+            data = super()._raw_load_json(req)
+        except RecursionError:
+            abort(400, message="The JSON body is nested too deeply.")
+        if not isinstance(data, dict):
+            abort(400, message="The JSON body must be an object.")
+        return data
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        abort(400, message="The body is not valid JSON.")
+
+
+class Blueprint(BaseBlueprint):
+    ARGUMENTS_PARSER = Parser()
+
+    def _document_pagination_metadata(self, spec, resp_doc):
+        """The header's value is JSON text, which OpenAPI says with `content`, not `schema`."""
+        resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
+            "description": "Pagination metadata, as JSON",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }

@@ -1,0 +1,307 @@
+"""The auth blueprint (sign up, sign in, me), bcrypt hashing, and the token check on every route."""
+
+import functools
+import logging
+import multiprocessing
+import threading
+import uuid
+
+import bcrypt
+import jwt
+from flask import current_app, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from marshmallow import ValidationError
+from peewee import IntegrityError, fn
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .api import Blueprint, abort
+from .db import close_db
+from .models import User
+from .schemas import (
+    AccountDeleteSchema,
+    CredentialsSchema,
+    PasswordChangeSchema,
+    ProfileSchema,
+    SignupSchema,
+    TokenSchema,
+    TokenUserSchema,
+    UserSchema,
+)
+from .tokens import (
+    ISSUER,
+    JWKS_RETRY_SECONDS,
+    JWKSClient,
+    KeysUnavailable,
+    get_user_id,
+    issue_token,
+    verify_token,
+)
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint(
+    "auth",
+    __name__,
+    url_prefix="/api",
+    description="Create an account or sign in to get a bearer token; manage the account.",
+)
+
+# Everything else needs a valid bearer token (see load_user).
+PUBLIC = {
+    "auth.signup",
+    "auth.signin",
+    "health.health",
+    "api-docs.openapi_json",
+    "api-docs.openapi_swagger_ui",
+    "static",
+}
+BAD_CREDENTIALS = "Invalid email or password."
+PASSWORD_ROUTES = {"auth.signup", "auth.signin", "auth.change_password", "auth.delete_account"}
+TOO_MANY = "Too many attempts; wait for the time in Retry-After, then try again."
+BUSY = "Too many sign-ins at once; try again in a second."
+KEYS_UNAVAILABLE = "The sign-in provider's keys cannot be fetched; try again shortly."
+
+# Storage and on/off come from the RATELIMIT_* settings (see config.py).
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+limit_per_address = limiter.shared_limit(
+    lambda: current_app.config["AUTH_RATE_LIMIT"], scope="auth", error_message=TOO_MANY
+)
+
+
+def get_signin_email():
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    return f"email:{email.lower()}" if isinstance(email, str) else get_remote_address()
+
+
+limit_per_email = limiter.limit(
+    lambda: current_app.config["SIGNIN_EMAIL_RATE_LIMIT"],
+    key_func=get_signin_email,
+    error_message=TOO_MANY,
+)
+
+
+def init_app(app):
+    gate = app.extensions["password_gate"] = PasswordGate(app.config["BCRYPT_CONCURRENCY"])
+    get_dummy_hash(app.config["BCRYPT_ROUNDS"])  # now, not once per thread of the first burst
+    jwks_url = app.config["BETTER_AUTH_JWKS_URL"]
+    app.extensions["jwks"] = JWKSClient(jwks_url) if jwks_url else None
+    limiter.init_app(app)
+    app.before_request(gate.admit)
+    app.teardown_request(gate.release)
+    app.before_request(load_user)
+    proxies = app.config["TRUSTED_PROXIES"]
+    if isinstance(proxies, int) and proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
+    elif proxies:
+        app.wsgi_app = ProxyFixFrom(app.wsgi_app, proxies)
+
+
+class PasswordGate:
+    """bcrypt holds a core for a quarter of a second at cost 12. At most `concurrency` hashes
+    run at once, across the processes forked from this one (a process-shared semaphore), and
+    a few requests per process wait for one. Beyond that, a request to a password route
+    answers 503 before anything else is done for it (no body parsed, no query): a flood of
+    them then costs little and leaves threads and cores to the other routes."""
+
+    def __init__(self, concurrency):
+        self.slots = multiprocessing.BoundedSemaphore(concurrency)
+        self.admitted = threading.BoundedSemaphore(max(4, 2 * concurrency))
+
+    def admit(self):
+        if request.endpoint in PASSWORD_ROUTES:
+            if not self.admitted.acquire(blocking=False):
+                abort(503, message=BUSY, headers={"Retry-After": "1"})
+            g.admitted = True
+
+    def release(self, exception=None):
+        if g.pop("admitted", False):
+            self.admitted.release()
+
+
+class ProxyFixFrom(ProxyFix):
+    """Trusts X-Forwarded-For/-Proto only on requests coming from one of the given proxies."""
+
+    def __init__(self, app, proxies):
+        super().__init__(app, x_for=1, x_proto=1)
+        self.proxies = proxies
+
+    def __call__(self, environ, start_response):
+        if environ.get("REMOTE_ADDR") in self.proxies:
+            return super().__call__(environ, start_response)
+        return self.app(environ, start_response)
+
+
+@blp.post("/auth/signup")
+@limit_per_address
+@blp.arguments(SignupSchema)
+@blp.response(201, TokenSchema)
+@blp.alt_response(409, response="CONFLICT")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@blp.doc(security=[])
+def signup(fields):
+    """Create an account and get a token."""
+    password_hash = hash_password(fields.pop("password"))
+    try:
+        user = User.create(id=str(uuid.uuid4()), password_hash=password_hash, **fields)
+    except IntegrityError:
+        # The unique index on lower(email) decides, so concurrent sign-ups cannot both win.
+        abort(409, message="This email is already registered.")
+    return token_response(user)
+
+
+@blp.post("/auth/signin")
+@limit_per_address
+@limit_per_email
+@blp.arguments(CredentialsSchema)
+@blp.response(200, TokenSchema)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@blp.doc(security=[])
+def signin(credentials):
+    """Exchange an email and password for a token."""
+    user = User.get_or_none(fn.lower(User.email) == credentials["email"])
+    if not check_password(credentials["password"], user and user.password_hash):
+        abort(401, message=BAD_CREDENTIALS)
+    return token_response(user)
+
+
+@blp.get("/auth/me")
+@blp.response(200, UserSchema)
+def me():
+    """The signed-in user."""
+    return g.user
+
+
+@blp.patch("/auth/me")
+@blp.arguments(ProfileSchema)
+@blp.response(200, UserSchema)
+def update_me(fields):
+    """Change the signed-in user's name."""
+    User.update(**fields).where(User.id == g.user.id).execute()
+    g.user.name = fields["name"]
+    return g.user
+
+
+@blp.post("/auth/password")
+@limit_per_address
+@blp.arguments(PasswordChangeSchema)
+@blp.response(204)
+@blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+def change_password(fields):
+    """Change the password: the current one is needed."""
+    confirm_password(fields["current_password"])
+    password_hash = hash_password(fields["new_password"])
+    User.update(password_hash=password_hash).where(User.id == g.user.id).execute()
+
+
+@blp.delete("/users/<user_id>")
+@limit_per_address
+@blp.arguments(AccountDeleteSchema)
+@blp.response(204)
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+def delete_account(fields, user_id):
+    """Delete the account and all its tasks; accounts with a password must send it."""
+    if g.user.password_hash is not None:
+        confirm_password(fields.get("password", ""))
+    User.delete().where(User.id == g.user.id).execute()  # tasks go with it (ON DELETE CASCADE)
+
+
+def confirm_password(password):
+    if g.user.password_hash is None:
+        abort(403, message="This account has no password here: it signs in through the frontend.")
+    if not check_password(password, g.user.password_hash):
+        abort(403, message="The password is wrong.")
+
+
+def token_response(user):
+    config = current_app.config
+    token = issue_token(user.id, user.email, config["BETTER_AUTH_SECRET"], config["JWT_EXPIRES_IN"])
+    return {
+        "user": user,
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": config["JWT_EXPIRES_IN"],
+    }
+
+
+def hash_password(password):
+    salt = bcrypt.gensalt(current_app.config["BCRYPT_ROUNDS"])
+    with current_app.extensions["password_gate"].slots:
+        return bcrypt.hashpw(password.encode(), salt).decode()
+
+
+def check_password(password, password_hash):
+    """Runs bcrypt even without a hash (unknown email, or a user provisioned without a
+    password), so the answer's timing does not tell whether the email exists."""
+    dummy = get_dummy_hash(current_app.config["BCRYPT_ROUNDS"])
+    close_db()  # the database is done with: hand the connection back while bcrypt runs
+    with current_app.extensions["password_gate"].slots:
+        matches = bcrypt.checkpw(password.encode(), (password_hash or dummy).encode())
+    return matches and password_hash is not None
+
+
+@functools.cache
+def get_dummy_hash(rounds):
+    return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(rounds)).decode()
+
+
+def load_user():
+    """Deny by default: every endpoint outside PUBLIC needs a valid bearer token."""
+    if request.method == "OPTIONS" or request.endpoint is None or request.endpoint in PUBLIC:
+        return  # preflights carry no token; unknown URLs stay 404
+    g.user = get_or_provision_user(get_token_claims())
+    if request.view_args.get("user_id", g.user.id) != g.user.id:
+        abort(403, message="This token's user may not access another user's data.")
+
+
+def get_token_claims():
+    auth = request.authorization
+    if auth is None or auth.type != "bearer" or not auth.token:
+        abort(401, message="Send the header Authorization: Bearer <token>.")
+    config = current_app.config
+    try:
+        return verify_token(
+            auth.token,
+            config["BETTER_AUTH_SECRET"],
+            config["JWT_ISSUER"],
+            config["JWT_AUDIENCE"],
+            current_app.extensions["jwks"],
+        )
+    except KeysUnavailable as error:
+        # The frontend is down or slow: the token may well be good, so this is not a 401.
+        log.warning("JWKS unavailable: %s", error)
+        abort(503, message=KEYS_UNAVAILABLE, headers={"Retry-After": str(JWKS_RETRY_SECONDS)})
+    except jwt.ExpiredSignatureError:
+        reject_token("The token has expired; sign in again.", "token expired")
+    except jwt.InvalidTokenError:
+        reject_token("The token is invalid.")
+
+
+def get_or_provision_user(claims):
+    """The token's user; a frontend-signed token for an unknown id provisions that user."""
+    user_id = get_user_id(claims)
+    user = User.get_or_none(User.id == user_id)
+    if user is not None:
+        return user
+    if claims.get("iss") == ISSUER:
+        reject_token("The token's account no longer exists.")
+    try:
+        fields = TokenUserSchema().load(claims)
+    except ValidationError:
+        reject_token("The token's user is unknown here and carries no valid email.")
+    # Ignoring conflicts settles a race of two first requests; a taken email leaves no row.
+    User.insert(id=user_id, **fields).on_conflict_ignore().execute()
+    user = User.get_or_none(User.id == user_id)
+    if user is None:
+        abort(409, message="The token's email is already registered to another account.")
+    return user
+
+
+def reject_token(message, description=None):
+    challenge = 'Bearer error="invalid_token"'
+    if description:
+        challenge += f', error_description="{description}"'
+    abort(401, message=message, headers={"WWW-Authenticate": challenge})

@@ -1,0 +1,155 @@
+"""Read and check the service's settings from the environment."""
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from limits import parse_many
+
+ORIGIN = re.compile(r"https?://[^/\s]+")
+
+
+class ConfigError(Exception):
+    """One line per mistake, each naming the variable and how to fix it."""
+
+
+def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any]:
+    """Parse every variable of the contract's table into one dict, or raise ConfigError."""
+    errors: list[str] = []
+
+    def read(name: str, default: Any, parse: Callable[[str, Any], Any]) -> Any:
+        value = environ.get(name)
+        if value is None or value == "":
+            return default
+        try:
+            return parse(name, value)
+        except ValueError as error:
+            errors.append(f"{name}: {error}")
+            return default
+
+    sqlite_default = "sqlite:///" + os.path.join(instance_path, "taskapi.db")
+    spare_cores = max(1, (os.cpu_count() or 2) - 1)  # one core stays free for everything else
+    config = {
+        "DATABASE_URL": read("DATABASE_URL", sqlite_default, parse_database_url),
+        "BETTER_AUTH_SECRET": read("BETTER_AUTH_SECRET", None, parse_secret),
+        "CORS_ORIGINS": read("CORS_ORIGINS", ["http://localhost:3000"], parse_origins),
+        "CORS_ALLOW_CREDENTIALS": read("CORS_ALLOW_CREDENTIALS", False, parse_bool),
+        "JWT_EXPIRES_IN": read("JWT_EXPIRES_IN", 86400, integer(minimum=60)),
+        "JWT_ISSUER": read("JWT_ISSUER", None, lambda name, value: value),
+        "JWT_AUDIENCE": read("JWT_AUDIENCE", None, lambda name, value: value),
+        "BETTER_AUTH_JWKS_URL": read("BETTER_AUTH_JWKS_URL", None, parse_jwks_url),
+        "BCRYPT_ROUNDS": read("BCRYPT_ROUNDS", 12, integer(minimum=4, maximum=31)),
+        "BCRYPT_CONCURRENCY": read("BCRYPT_CONCURRENCY", spare_cores, integer(minimum=1)),
+        "DB_POOL_SIZE": read("DB_POOL_SIZE", 5, integer(minimum=1)),
+        "DB_MAX_OVERFLOW": read("DB_MAX_OVERFLOW", 10, integer(minimum=0)),
+        "DB_CONNECT_TIMEOUT": read("DB_CONNECT_TIMEOUT", 5, integer(minimum=1)),
+        "MAX_CONTENT_LENGTH": read("MAX_CONTENT_LENGTH", 65536, integer(minimum=1024)),
+        "TOMBSTONE_RETENTION_DAYS": read("TOMBSTONE_RETENTION_DAYS", 30, integer(minimum=1)),
+        "RATELIMIT_ENABLED": read("RATELIMIT_ENABLED", True, parse_bool),
+        "RATELIMIT_STORAGE_URI": read("RATELIMIT_STORAGE_URI", "memory://", parse_storage_uri),
+        "AUTH_RATE_LIMIT": read("AUTH_RATE_LIMIT", "20/minute", parse_rate_limit),
+        "SIGNIN_EMAIL_RATE_LIMIT": read("SIGNIN_EMAIL_RATE_LIMIT", "10/minute", parse_rate_limit),
+        "TRUSTED_PROXIES": read("TRUSTED_PROXIES", 0, parse_proxies),
+    }
+    if not environ.get("BETTER_AUTH_SECRET"):
+        errors.append(
+            "BETTER_AUTH_SECRET: missing; set it to the frontend's secret (32+ characters), "
+            "or run `make run` once to generate one into .env"
+        )
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return config
+
+
+def integer(minimum: int, maximum: int | None = None) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a whole number") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum else f"at least {minimum}"
+            raise ValueError(f"{number} is out of range; use a number {bounds}")
+        return number
+
+    return parse
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{value!r} is not a boolean; use true or false")
+
+
+def parse_secret(name: str, value: str) -> str:
+    if len(value) < 32:
+        raise ValueError(
+            f"too short ({len(value)} characters); use at least 32, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return value
+
+
+def parse_origins(name: str, value: str) -> list[str]:
+    origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+    for origin in origins:
+        if not ORIGIN.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+    return origins
+
+
+def parse_database_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "sqlite" and parts.path.strip("/"):
+        return value
+    if parts.scheme in {"postgresql", "postgres"} and parts.path.strip("/"):
+        try:
+            parts.port  # noqa: B018 (raises ValueError on a bad port)
+        except ValueError:
+            raise ValueError(f"bad port in {value!r}") from None
+        return value
+    raise ValueError(
+        f"cannot use {value!r}; expected postgresql://user:password@host:5432/dbname "
+        "or sqlite:///path/to/file.db"
+    )
+
+
+def parse_jwks_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(
+            f"{value!r} is not a URL like https://app.example.com/api/auth/jwks "
+            "(the frontend's Better Auth JWKS endpoint)"
+        )
+    return value
+
+
+def parse_rate_limit(name: str, value: str) -> str:
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate limit like 10/minute or 100/hour") from None
+    return value
+
+
+def parse_storage_uri(name: str, value: str) -> str:
+    if urlsplit(value).scheme not in {"memory", "redis", "rediss", "redis+unix"}:
+        raise ValueError(f"{value!r} is not memory:// or redis://host:6379")
+    return value
+
+
+def parse_proxies(name: str, value: str) -> int | frozenset[str]:
+    """How many proxies in front to trust (a count), or the addresses of the trusted ones."""
+    if value.strip().isdigit():
+        return int(value)
+    addresses = [address.strip() for address in value.split(",") if address.strip()]
+    try:
+        return frozenset(str(ipaddress.ip_address(address)) for address in addresses)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither a count nor a list of IP addresses") from None

@@ -1,0 +1,172 @@
+"""The database: opened from DATABASE_URL, one pooled connection per request, and init-db."""
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from peewee import Database, DatabaseProxy, SqliteDatabase, Table
+from playhouse.db_url import parse
+from playhouse.pool import PooledPostgresqlDatabase
+
+SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
+MIGRATIONS = SCHEMA.parent / "migrations"
+POSTGRES_ONLY = "-- PostgreSQL only"
+SQLITE_ONLY = "-- SQLite only"
+# SQLite numbers rows itself only for a column declared exactly INTEGER PRIMARY KEY.
+SQLITE_IDENTITY = (
+    "BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    "INTEGER NOT NULL PRIMARY KEY",
+)
+POOL_WAIT_SECONDS = 10
+PING_AFTER_IDLE_SECONDS = 1.0
+
+database = DatabaseProxy()
+schema_migrations = Table("schema_migrations", ["version", "applied_at"]).bind(database)
+
+
+class PooledPostgres(PooledPostgresqlDatabase):
+    """peewee's pool, with two changes:
+    - it keeps at most `pool_size` idle connections (SQLAlchemy's semantics): the
+      `max_overflow` extra ones opened under load are closed when handed back;
+    - it pings a connection on checkout (a round trip) only if it sat idle for a while: one
+      handed back a moment ago is as alive as its last query showed. A database restarted in
+      that moment costs a 503 per such connection, which is then dropped."""
+
+    def __init__(self, *args: Any, pool_size: int, **kwargs: Any) -> None:
+        self.pool_size = pool_size
+        self.returned_at: dict[int, float] = {}
+        super().__init__(*args, **kwargs)
+
+    def _is_closed(self, conn: Any) -> bool:
+        idle = time.monotonic() - self.returned_at.get(id(conn), 0.0)
+        if idle < PING_AFTER_IDLE_SECONDS and not conn.closed:
+            return False
+        return super()._is_closed(conn)
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        with self._pool_lock:
+            self.returned_at[id(conn)] = time.monotonic()
+            super()._close(conn, close_conn or len(self._connections) >= self.pool_size)
+
+
+def open_database(config: dict[str, Any]) -> Database:
+    """A peewee database for DATABASE_URL; connections open lazily, on the first query."""
+    url = config["DATABASE_URL"]
+    params = parse(url, unquote_password=True, unquote_user=True)
+    if url.startswith("sqlite:"):
+        os.makedirs(os.path.dirname(os.path.abspath(params["database"])), exist_ok=True)
+        pragmas = {"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1}
+        return SqliteDatabase(pragmas=pragmas, timeout=10, returning_clause=True, **params)
+    return PooledPostgres(
+        pool_size=config["DB_POOL_SIZE"],
+        max_connections=config["DB_POOL_SIZE"] + config["DB_MAX_OVERFLOW"],
+        timeout=POOL_WAIT_SECONDS,
+        connect_timeout=config["DB_CONNECT_TIMEOUT"],
+        **{"options": "-c timezone=UTC", **params},  # the URL's own options win
+    )
+
+
+def close_db(exception: BaseException | None = None) -> None:
+    """Hand this thread's connection back to the pool (or close it), errors included."""
+    if not database.is_closed():
+        database.close()
+
+
+def run_sql(sql: str) -> None:
+    """Run a script of schema.sql's kind in one transaction, on either database: the part
+    both share, then its own section ("-- SQLite only" comes before "-- PostgreSQL only")."""
+    shared, marker, postgres = sql.partition(POSTGRES_ONLY)
+    postgres = marker + postgres  # the marker line stays a comment
+    shared, marker, sqlite = shared.partition(SQLITE_ONLY)
+    sqlite = marker + sqlite
+    with database.atomic():
+        if isinstance(database.obj, SqliteDatabase):
+            # sqlite3 runs one statement per call; trigger bodies keep theirs whole.
+            for statement in split_statements((shared + sqlite).replace(*SQLITE_IDENTITY)):
+                database.execute_sql(statement)
+        else:
+            database.execute_sql(shared + postgres)  # psycopg2 runs a whole script at once
+
+
+def split_statements(sql: str) -> Iterator[str]:
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        yield statement  # unfinished: the database says what is wrong, rather than skip it
+
+
+def get_migrations() -> list[Path]:
+    return sorted(MIGRATIONS.glob("[0-9]*.sql"))
+
+
+def get_applied_migrations() -> set[str]:
+    if "schema_migrations" not in database.get_tables():
+        return set()
+    return {row["version"] for row in schema_migrations.select(schema_migrations.version)}
+
+
+def upgrade() -> list[str]:
+    """Apply the migrations not yet recorded, in order, each in its own transaction."""
+    applied = get_applied_migrations()
+    done = []
+    for path in get_migrations():
+        if path.stem not in applied:
+            with database.atomic():
+                run_sql(path.read_text())
+                record_migrations([path.stem])
+            done.append(path.stem)
+    return done
+
+
+def record_migrations(versions: list[str]) -> None:
+    if versions:
+        schema_migrations.insert([{"version": version} for version in versions]).execute()
+
+
+def init_db() -> str:
+    """A new database gets schema.sql (which every migration is already part of);
+    one that has tables is brought up to date by its migrations instead."""
+    if "tasks" in database.get_tables():
+        done = upgrade()
+        return f"applied migrations: {', '.join(done)}" if done else "already up to date"
+    with database.atomic():
+        run_sql(SCHEMA.read_text())
+        record_migrations([path.stem for path in get_migrations()])
+    return "created from schema.sql"
+
+
+def ping() -> None:
+    database.execute_sql("SELECT 1")
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create the tables in the configured database, or bring them up to date."""
+    click.echo(f"{database.obj.database}: {init_db()}.")
+
+
+db_cli = AppGroup("db", help="Database schema commands.")
+
+
+@db_cli.command("upgrade")
+def upgrade_command() -> None:
+    """Apply the migrations in migrations/ that this database has not had yet."""
+    done = upgrade()
+    click.echo(f"Applied: {', '.join(done)}." if done else "Already up to date.")
+
+
+def init_app(app: Flask) -> None:
+    database.initialize(open_database(app.config))
+    app.teardown_appcontext(close_db)
+    app.cli.add_command(init_db_command)
+    app.cli.add_command(db_cli)

@@ -1,0 +1,127 @@
+"""peewee models, mirroring schema.sql column for column."""
+
+import json
+from datetime import UTC, datetime
+
+from peewee import (
+    BigAutoField,
+    BooleanField,
+    CompositeKey,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    SmallIntegerField,
+    SqliteDatabase,
+    TextField,
+)
+
+from .db import database
+
+PRIORITIES = ("none", "low", "medium", "high")  # stored as 0 to 3, so they sort by urgency
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TimestampField(DateTimeField):
+    """TIMESTAMP WITH TIME ZONE, always read back as an aware UTC datetime.
+
+    PostgreSQL gets aware values, so whatever zone a session runs in (PgBouncer may drop the
+    UTC that db.py asks for), nothing shifts. SQLite stores naive UTC text, and the zone is
+    attached again on the way out."""
+
+    field_type = "TIMESTAMPTZ"
+
+    def db_value(self, value):
+        aware = isinstance(value, datetime) and value.tzinfo is not None
+        if aware and isinstance(self.model._meta.database.obj, SqliteDatabase):
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return super().db_value(value)
+
+    def python_value(self, value):
+        value = super().python_value(value)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        if isinstance(value, datetime) and value.utcoffset():
+            return value.astimezone(UTC)  # a session in another zone
+        return value
+
+
+class PriorityField(SmallIntegerField):
+    def db_value(self, value):
+        return PRIORITIES.index(value) if isinstance(value, str) else value
+
+    def python_value(self, value):
+        return PRIORITIES[value] if value is not None else value
+
+
+class JSONListField(TextField):
+    def db_value(self, value):
+        return json.dumps(value) if value is not None else value
+
+    def python_value(self, value):
+        return json.loads(value) if value is not None else value
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+
+
+class User(BaseModel):
+    id = TextField(primary_key=True)
+    email = TextField()
+    name = TextField(null=True)
+    password_hash = TextField(null=True)
+    created_at = TimestampField(default=utcnow)
+    task_count = IntegerField(default=0)  # kept by the database's triggers; read-only here
+
+    class Meta:
+        table_name = "users"
+
+
+class Task(BaseModel):
+    id = BigAutoField()
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    title = TextField()
+    description = TextField(null=True)
+    completed = BooleanField(default=False)
+    created_at = TimestampField(default=utcnow)
+    updated_at = TimestampField(default=utcnow)
+    priority = PriorityField(default="none")
+    due_at = TimestampField(null=True)
+    tags = JSONListField(default=list)
+    completed_at = TimestampField(null=True)
+    deleted_at = TimestampField(null=True)
+
+    class Meta:
+        table_name = "tasks"
+
+    @classmethod
+    def of(cls, user_id, *fields):
+        """The user's live tasks: tombstones are invisible unless asked for."""
+        return cls.select(*fields).where(cls.user == user_id, cls.deleted_at.is_null())
+
+
+class TaskTag(BaseModel):
+    task = ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE")
+    user = TextField(column_name="user_id")
+    tag = TextField()
+
+    class Meta:
+        table_name = "task_tags"
+        primary_key = CompositeKey("task", "tag")
+
+
+class IdempotencyKey(BaseModel):
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    idempotency_key = TextField()
+    request_hash = TextField()
+    response = TextField(null=True)
+    created_at = TimestampField(default=utcnow)
+
+    class Meta:
+        table_name = "idempotency_keys"
+        primary_key = CompositeKey("user", "idempotency_key")

@@ -1,0 +1,243 @@
+"""Every marshmallow schema: request bodies and responses."""
+
+from datetime import UTC
+
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    missing,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from .models import PRIORITIES
+
+BIGINT_MAX = 2**63 - 1  # the largest task id either database can hold
+SORTABLE = ["created_at", "updated_at", "due_at", "priority", "title"]
+PAGINATION = {"page", "page_size"}  # read by @blp.paginate, not by the filter schema
+
+
+class Text(fields.String):
+    """A string PostgreSQL can store: no NUL characters, no unpaired surrogates."""
+
+    def __init__(self, *args, strip=False, **kwargs):
+        self.strip = strip
+        super().__init__(*args, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Must be valid Unicode (no unpaired surrogates).") from None
+        return text.strip() if self.strip else text
+
+
+class Email(Text):
+    """An address of at most 254 characters, stored and compared lowercase."""
+
+    def __init__(self, **kwargs):
+        validators = [validate.Length(max=254), validate.Email()]
+        super().__init__(validate=validators, metadata={"format": "email"}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).lower()
+
+
+class UTCDateTime(fields.AwareDateTime):
+    """A time with its offset, kept in UTC: what comes back is always +00:00."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return super()._deserialize(value, attr, data, **kwargs).astimezone(UTC)
+        except OverflowError:  # 0001-01-01 at a positive offset is before year 1 in UTC
+            raise ValidationError("Out of range: years 1 to 9999, in UTC.") from None
+
+
+class StrictBoolean(fields.Boolean):
+    """Only JSON true and false: "yes", 1 or "0" are type errors, not guesses."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+PASSWORD_RULE = "8 characters to 72 bytes of UTF-8 (bcrypt's limit; never truncated)."
+
+
+def at_most_72_bytes(password):
+    if len(password.encode("utf-8")) > 72:
+        raise ValidationError("Must be at most 72 bytes in UTF-8 (bcrypt's limit).")
+
+
+class CredentialsSchema(Schema):
+    email = Email(required=True)
+    password = Text(required=True, validate=at_most_72_bytes, load_only=True)
+
+
+def new_password():
+    return Text(
+        required=True,
+        validate=[validate.Length(min=8, error="Must be at least 8 characters."), at_most_72_bytes],
+        load_only=True,
+        metadata={"description": PASSWORD_RULE, "maxLength": 72},
+    )
+
+
+class SignupSchema(CredentialsSchema):
+    password = new_password()
+    name = Text(strip=True, allow_none=True, validate=validate.Length(max=100))
+
+
+class UserSchema(Schema):
+    id = fields.String(dump_only=True)
+    email = fields.String(dump_only=True)
+    name = fields.String(dump_only=True, allow_none=True)
+    created_at = fields.AwareDateTime(dump_only=True)
+
+
+class TokenSchema(Schema):
+    user = fields.Nested(UserSchema, required=True)
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "bearer"})
+    expires_in = fields.Integer(required=True, metadata={"description": "Seconds until expiry."})
+
+
+class TaskSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    user_id = fields.String(dump_only=True)
+    title = Text(
+        required=True,
+        strip=True,
+        validate=validate.Length(1, 200, error="Must be 1 to 200 characters (after trimming)."),
+    )
+    description = Text(allow_none=True, load_default=None, validate=validate.Length(max=10000))
+    completed = StrictBoolean(load_default=False)
+    priority = fields.String(load_default="none", validate=validate.OneOf(PRIORITIES))
+    due_at = UTCDateTime(allow_none=True, load_default=None)
+    tags = fields.List(
+        Text(strip=True, validate=validate.Length(1, 50)),
+        load_default=list,
+        validate=validate.Length(max=20),
+        metadata={"description": "Up to 20 tags of 1 to 50 characters; duplicates are dropped."},
+    )
+    completed_at = fields.AwareDateTime(dump_only=True, allow_none=True)
+    deleted_at = fields.AwareDateTime(
+        dump_only=True, allow_none=True, metadata={"description": "Set on tombstones only."}
+    )
+    created_at = fields.AwareDateTime(dump_only=True)
+    updated_at = fields.AwareDateTime(dump_only=True)
+
+    @post_load
+    def drop_duplicate_tags(self, task, **kwargs):
+        if "tags" in task:
+            task["tags"] = list(dict.fromkeys(task["tags"]))
+        return task
+
+
+class TaskPatchSchema(TaskSchema):
+    """Any subset of a task's writable fields (use with partial=True): what is left out stays
+    as it is, so no field has a default here, in loading or in the OpenAPI document."""
+
+    def on_bind_field(self, field_name, field_obj):
+        field_obj.load_default = missing
+
+
+class QueryBoolean(fields.Boolean):
+    """true or false, spelled out: a query string has no other booleans."""
+
+    def __init__(self, **kwargs):
+        super().__init__(truthy={"true"}, falsy={"false"}, **kwargs)
+
+
+class TaskQueryArgsSchema(Schema):
+    completed = QueryBoolean()
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    tag = fields.List(
+        Text(strip=True, validate=validate.Length(1, 50)),
+        validate=validate.Length(max=20),
+        metadata={"description": "Repeat for several: tasks carrying all of them."},
+    )
+    due_before = UTCDateTime()
+    due_after = UTCDateTime()
+    updated_since = UTCDateTime(
+        metadata={"description": "Changed after this time (with include_deleted: deletions too)"}
+    )
+    q = Text(
+        validate=validate.Length(1, 200),
+        metadata={"description": "Case-insensitive search in title and description"},
+    )
+    sort = fields.String(
+        load_default="-created_at",
+        validate=validate.OneOf(SORTABLE + [f"-{name}" for name in SORTABLE]),
+        metadata={"description": "A field, or -field for descending; ties go by id."},
+    )
+    include_deleted = QueryBoolean(
+        load_default=False, metadata={"description": "Also list tombstones (deleted_at set)"}
+    )
+
+    @validates_schema(pass_original=True)
+    def refuse_unknown_parameters(self, data, original, **kwargs):
+        unknown = set(original) - set(self.fields) - PAGINATION
+        if unknown:
+            raise ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
+
+
+class TaskBulkUpdateSchema(Schema):
+    ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(1, BIGINT_MAX)),
+        required=True,
+        validate=validate.Length(1, 500),
+    )
+    completed = StrictBoolean(required=True)
+
+
+class TaskBulkDeleteArgsSchema(Schema):
+    completed = QueryBoolean(
+        required=True,
+        validate=validate.Equal(True, error="Only completed=true: clearing open tasks is refused."),
+    )
+
+
+class DeletedSchema(Schema):
+    deleted = fields.Integer(required=True, metadata={"description": "How many tasks went"})
+
+
+class ProfileSchema(Schema):
+    name = Text(required=True, strip=True, allow_none=True, validate=validate.Length(max=100))
+
+
+class PasswordChangeSchema(Schema):
+    current_password = Text(required=True, load_only=True, validate=at_most_72_bytes)
+    new_password = new_password()
+
+
+class AccountDeleteSchema(Schema):
+    password = Text(
+        load_only=True,
+        validate=at_most_72_bytes,
+        metadata={"description": "Required for accounts that have one (signed up here)."},
+    )
+
+
+class TokenUserSchema(Schema):
+    """The user a frontend-signed token describes, to provision on first use."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    email = Email(required=True)
+    name = Text(allow_none=True, load_default=None)
+
+    @pre_load
+    def shorten_name(self, claims, **kwargs):
+        if isinstance(claims.get("name"), str):
+            claims = {**claims, "name": claims["name"][:100]}
+        return claims

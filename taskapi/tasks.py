@@ -1,0 +1,325 @@
+"""The tasks blueprint: one user's task list and each task, always filtered by that user in SQL."""
+
+import hashlib
+import json
+from contextlib import nullcontext
+from datetime import timedelta
+
+from flask import current_app, g, request, url_for
+from flask.views import MethodView
+from peewee import SQL, Case, IntegrityError, fn
+from werkzeug.http import quote_etag
+
+from .api import Blueprint, abort
+from .db import database
+from .models import IdempotencyKey, Task, TaskTag, utcnow
+from .schemas import (
+    BIGINT_MAX,
+    SORTABLE,
+    DeletedSchema,
+    TaskBulkDeleteArgsSchema,
+    TaskBulkUpdateSchema,
+    TaskPatchSchema,
+    TaskQueryArgsSchema,
+    TaskSchema,
+)
+
+blp = Blueprint(
+    "tasks",
+    __name__,
+    url_prefix="/api/users/<user_id>/tasks",
+    description="A user's tasks. `user_id` must be the token's user (else 403). Every route "
+    "here is also served without the `/users` segment (`/api/{user_id}/tasks...`): aliases for "
+    "frontends written against that layout.",
+)
+TASK_ID = f"<int(min=1, max={BIGINT_MAX}):task_id>"  # anything else is 404
+NOT_FOUND = "Task not found."
+STALE = "The task changed since you read it (its ETag no longer matches); fetch it again."
+KEY_LIFETIME = timedelta(hours=24)
+COUNT_ALL = fn.COUNT(SQL("*"))
+SORTS = {name: getattr(Task, name) for name in SORTABLE}
+FILTERS = {
+    "completed": lambda value: Task.completed == value,
+    "priority": lambda value: Task.priority == value,
+    "due_before": lambda value: Task.due_at < value,
+    "due_after": lambda value: Task.due_at > value,
+    "updated_since": lambda value: Task.updated_at > value,
+    "q": lambda value: Task.title.contains(value) | Task.description.contains(value),
+    "tag": lambda tags: Task.id.in_(
+        TaskTag.select(TaskTag.task)
+        .where(TaskTag.user == g.user.id, TaskTag.tag.in_(tags))
+        .group_by(TaskTag.task)
+        .having(fn.COUNT(TaskTag.tag) == len(set(tags)))
+    ),
+}
+ETAG = {"ETag": {"description": "Version of the task, for If-Match", "schema": {"type": "string"}}}
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "description": "The ETag you read: the write happens only if the task is unchanged (else 412).",
+    "schema": {"type": "string"},
+}
+IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "schema": {"type": "string"}}
+IDEMPOTENCY_KEY = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "description": "Retries with the same key (and body) within 24 hours create nothing new "
+    "and get the first response again.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
+@blp.route("")
+class Tasks(MethodView):
+    @blp.arguments(TaskQueryArgsSchema, location="query")
+    @blp.response(200, TaskSchema(many=True))
+    @blp.paginate(page_size=100, max_page_size=500)
+    def get(self, args, user_id, pagination_parameters):
+        """List the user's tasks, filtered and sorted (newest first by default)."""
+        query, counted = get_tasks(args), is_filtered(args)
+        page = query.select_extend(COUNT_ALL.over().alias("total")) if counted else query
+        page = page.order_by(*get_order(args["sort"]))
+        page = page.paginate(pagination_parameters.page, pagination_parameters.page_size)
+        # An OFFSET beyond BIGINT fails in SQL, and no such page can hold anything.
+        tasks = list(page) if pagination_parameters.first_item < BIGINT_MAX else []
+        if not counted:
+            pagination_parameters.item_count = g.user.task_count  # kept by triggers
+        else:
+            pagination_parameters.item_count = tasks[0].total if tasks else query.count()
+        return tasks
+
+    @blp.arguments(TaskSchema)
+    @blp.response(201, TaskSchema, headers={"Location": {"schema": {"type": "string"}}, **ETAG})
+    @blp.doc(parameters=[IDEMPOTENCY_KEY])
+    def post(self, fields, user_id):
+        """Create a task; send an Idempotency-Key to make retries safe."""
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 0 < len(key) <= 255:
+            abort(422, message="Idempotency-Key must be 1 to 255 characters.")
+        task = create_task(fields, key)
+        if isinstance(task, str):  # a retry: the first response again
+            location = url_for(".TaskById", user_id=user_id, task_id=json.loads(task)["id"])
+            return respond(task, 201, Location=location)
+        return task, {"Location": get_location(task), "ETag": quote_etag(get_etag(task))}
+
+    @blp.arguments(TaskBulkUpdateSchema)
+    @blp.response(200, TaskSchema(many=True))
+    @blp.alt_response(404, response="NOT_FOUND")
+    def patch(self, fields, user_id):
+        """Mark several tasks completed or not: all of them, or none if one is missing."""
+        ids, now = set(fields["ids"]), utcnow()
+        values = {"completed": fields["completed"], "updated_at": now}
+        values["completed_at"] = get_completion_time(fields["completed"], now)
+        with database.atomic():
+            query = Task.update(**values).where(*mine(), Task.id.in_(ids)).returning(Task)
+            tasks = sorted(query.execute(), key=lambda task: task.id)
+            if len(tasks) < len(ids):
+                missing = sorted(ids - {task.id for task in tasks})
+                abort(404, message=f"Tasks not found, none changed: {missing}")
+        return tasks
+
+    @blp.arguments(TaskBulkDeleteArgsSchema, location="query")
+    @blp.response(200, DeletedSchema)
+    def delete(self, args, user_id):
+        """Clear the completed tasks in one statement (they become tombstones)."""
+        now = utcnow()
+        query = Task.update(deleted_at=now, updated_at=now).where(*mine(), Task.completed)
+        return {"deleted": query.execute()}
+
+
+@blp.route(f"/{TASK_ID}")
+class TaskById(MethodView):
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @blp.alt_response(304, response="NOT_MODIFIED")
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(parameters=[IF_NONE_MATCH])
+    def get(self, user_id, task_id):
+        """Get one task, with its ETag."""
+        task = get_task(task_id)
+        etag = get_etag(task)
+        if request.if_none_match.contains(etag):
+            return respond(None, 304, ETag=quote_etag(etag))
+        return task, {"ETag": quote_etag(etag)}
+
+    @blp.arguments(TaskSchema)
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(parameters=[IF_MATCH])
+    def put(self, fields, user_id, task_id):
+        """Replace a task: omitted optional fields go back to their defaults."""
+        return update_task(task_id, fields)
+
+    @blp.arguments(TaskPatchSchema(partial=True))
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(parameters=[IF_MATCH])
+    def patch(self, fields, user_id, task_id):
+        """Change some fields of a task."""
+        return update_task(task_id, fields)
+
+    @blp.response(204)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(parameters=[IF_MATCH])
+    def delete(self, user_id, task_id):
+        """Delete a task; it stays visible to syncing clients as a tombstone for a while."""
+        now = utcnow()
+        query = Task.update(deleted_at=now, updated_at=now)
+        if not query.where(*mine(), Task.id == task_id, *if_match(task_id)).execute():
+            abort(
+                412 if request.if_match else 404, message=STALE if request.if_match else NOT_FOUND
+            )
+        retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
+        Task.delete().where(Task.user == g.user.id, Task.deleted_at < now - retention).execute()
+
+
+@blp.route(f"/{TASK_ID}/complete")
+class TaskCompletion(MethodView):
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(parameters=[IF_MATCH])
+    def patch(self, user_id, task_id):
+        """Toggle a task between completed and not."""
+        return update_task(task_id, {"completed": ~Task.completed})
+
+
+def add_aliases(app):
+    """Serve every tasks route without the /users segment too, as the same endpoint."""
+    for rule in list(app.url_map.iter_rules()):
+        if rule.endpoint.startswith("tasks."):
+            alias = rule.rule.replace("/api/users/", "/api/", 1)
+            app.add_url_rule(alias, endpoint=rule.endpoint, methods=rule.methods)
+
+
+def mine():
+    return [Task.user == g.user.id, Task.deleted_at.is_null()]
+
+
+def get_task(task_id):
+    task = Task.get_or_none(*mine(), Task.id == task_id)
+    if task is None:
+        abort(404, message=NOT_FOUND)
+    return task
+
+
+def is_filtered(args):
+    """A filtered list counts its matches with its page (one scan); the plain one needs no count."""
+    return args["include_deleted"] or any(name in FILTERS for name in args)
+
+
+def get_tasks(args):
+    if args["include_deleted"]:
+        retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
+        kept = Task.deleted_at.is_null() | (Task.deleted_at > utcnow() - retention)
+        query = Task.select().where(Task.user == g.user.id, kept)
+    else:
+        query = Task.of(g.user.id)
+    conditions = [FILTERS[name](value) for name, value in args.items() if name in FILTERS]
+    return query.where(*conditions) if conditions else query
+
+
+def get_order(sort):
+    column, descending = SORTS[sort.lstrip("-")], sort.startswith("-")
+    nulls = {"nulls": "LAST"} if column.null else {}  # tasks without a due date come last
+    if descending:
+        return [column.desc(**nulls), Task.id.desc()]
+    return [column.asc(**nulls), Task.id.asc()]
+
+
+def get_etag(task):
+    """Every write moves updated_at, so it names the version."""
+    return hashlib.sha1(f"{task.id}:{task.updated_at.isoformat()}".encode()).hexdigest()
+
+
+def respond(body, status, **headers):
+    """A response flask-smorest passes through as it is (no schema dumps it)."""
+    return current_app.response_class(body, status, headers, mimetype="application/json")
+
+
+def get_location(task):
+    return url_for(".TaskById", user_id=task.user_id, task_id=task.id)
+
+
+def get_completion_time(completed, now):
+    """Kept when a completed task is completed again, cleared when it is reopened."""
+    if completed is True:
+        return Case(None, [(Task.completed, Task.completed_at)], now)
+    if completed is False:
+        return None
+    return Case(None, [(Task.completed, None)], now)  # a toggle: the opposite of the old value
+
+
+def abort_missing():
+    """404; or 412 under If-Match, since the version the client read is what went missing."""
+    if request.if_match:
+        abort(412, message=STALE)
+    abort(404, message=NOT_FOUND)
+
+
+def if_match(task_id):
+    """With If-Match, the write applies only to the version the client read (else 412)."""
+    if not request.if_match or request.if_match.star_tag:
+        return []
+    task = get_task(task_id)
+    if not request.if_match.contains(get_etag(task)):
+        abort(412, message=STALE)
+    return [Task.updated_at == task.updated_at]  # and unchanged until the UPDATE itself
+
+
+def update_task(task_id, fields):
+    now = utcnow()
+    values = {**fields, "updated_at": now}
+    if "completed" in fields:
+        values["completed_at"] = get_completion_time(fields["completed"], now)
+    conditions = [*mine(), Task.id == task_id, *if_match(task_id)]
+    with database.atomic() if "tags" in fields else nullcontext():
+        task = next(iter(Task.update(**values).where(*conditions).returning(Task).execute()), None)
+        if task is None:
+            abort(
+                412 if request.if_match else 404, message=STALE if request.if_match else NOT_FOUND
+            )
+        if "tags" in fields:
+            TaskTag.delete().where(TaskTag.task == task.id).execute()
+            save_tags(task)
+    return task, {"ETag": quote_etag(get_etag(task))}
+
+
+def save_tags(task):
+    rows = [{"task": task.id, "user": task.user_id, "tag": tag} for tag in task.tags]
+    if rows:
+        TaskTag.insert_many(rows).execute()
+
+
+def create_task(fields, key):
+    """The new task; or, for a key used before with the same body, the first response's JSON."""
+    body = json.dumps(fields, sort_keys=True, default=str)
+    request_hash = hashlib.sha256(body.encode()).hexdigest()
+    try:
+        with database.atomic() if key or fields["tags"] else nullcontext():
+            if key:
+                claim_key(key, request_hash)
+            completed_at = utcnow() if fields["completed"] else None
+            task = Task.create(user=g.user.id, completed_at=completed_at, **fields)
+            save_tags(task)
+            if key:
+                response = json.dumps(TaskSchema().dump(task))
+                IdempotencyKey.update(response=response).where(*this_key(key)).execute()
+        return task
+    except IntegrityError:
+        earlier = key and IdempotencyKey.get_or_none(*this_key(key))
+        if not earlier:
+            raise
+    if earlier.request_hash != request_hash:
+        abort(422, message="This Idempotency-Key was already used with a different body.")
+    return earlier.response
+
+
+def this_key(key):
+    return [IdempotencyKey.user == g.user.id, IdempotencyKey.idempotency_key == key]
+
+
+def claim_key(key, request_hash):
+    """First in the transaction: a concurrent retry waits on this row, then finds it taken."""
+    expired = IdempotencyKey.created_at < utcnow() - KEY_LIFETIME
+    IdempotencyKey.delete().where(IdempotencyKey.user == g.user.id, expired).execute()
+    IdempotencyKey.create(user=g.user.id, idempotency_key=key, request_hash=request_hash)

@@ -1,0 +1,116 @@
+"""Issue and verify the JSON Web Tokens that carry a user's identity: HS256 with the shared
+secret, and the asymmetric tokens of Better Auth's JWT plugin checked against its JWKS."""
+
+import time
+from typing import Any
+
+import jwt
+
+ISSUER = "taskapi"
+LEEWAY_SECONDS = 60
+MAX_USER_ID_LENGTH = 255
+# What Better Auth's JWT plugin may sign with. Such a token is only ever checked against the
+# key its `kid` names at BETTER_AUTH_JWKS_URL, and that key only with its own algorithm.
+JWKS_ALGORITHMS = ["EdDSA", "ES256", "ES512", "RS256", "PS256"]
+JWKS_TIMEOUT_SECONDS = 5
+JWKS_CACHE_SECONDS = 300
+# An unknown `kid` fetches the set again, but at most once in this many seconds after the last
+# fetch, so tokens with made-up kids cannot turn every request into a call to the frontend.
+JWKS_REFRESH_COOLDOWN_SECONDS = 10
+# After a failed fetch, the next one waits this long (see JWKSClient).
+JWKS_RETRY_SECONDS = 5
+# The JWKS could not be read: urllib's errors that PyJWT does not wrap (a reset connection,
+# a body that is not JSON) as well as those it does, and a set with no usable key.
+JWKS_FAILURES = (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, OSError, ValueError)
+
+
+class KeysUnavailable(Exception):
+    """The frontend's JWKS is unreachable, too slow or unreadable: not the token's fault."""
+
+
+def issue_token(user_id: str, email: str, secret: str, expires_in: int) -> str:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": user_id, "email": email, "iat": now, "exp": now + expires_in}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class JWKSClient(jwt.PyJWKClient):
+    """One per process: caches the key set, and refetches it for an unknown `kid`.
+
+    PyJWKClient fetches under a lock, so while the frontend hangs every request would wait out
+    the timeout in turn, taking every thread. Instead, for JWKS_RETRY_SECONDS after a failed
+    fetch the set is not fetched again: those requests answer 503 at once."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            url,
+            lifespan=JWKS_CACHE_SECONDS,
+            timeout=JWKS_TIMEOUT_SECONDS,
+            cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS,
+            headers={"User-Agent": "taskapi"},
+        )
+        self.retry_at = 0.0
+
+    def fetch_data(self) -> Any:
+        if time.monotonic() < self.retry_at:
+            raise jwt.PyJWKClientConnectionError("the last fetch failed moments ago")
+        try:
+            return super().fetch_data()
+        except Exception:
+            self.retry_at = time.monotonic() + JWKS_RETRY_SECONDS
+            raise
+
+
+def verify_token(
+    token: str,
+    secret: str,
+    issuer: str | None = None,
+    audience: str | None = None,
+    jwks: jwt.PyJWKClient | None = None,
+) -> dict[str, Any]:
+    """The claims of a valid token, or jwt.InvalidTokenError; KeysUnavailable when the JWKS
+    is needed and cannot be read.
+
+    HS256 tokens are checked with the shared secret alone, so no published key can serve as an
+    HMAC secret. Tokens issued here carry no `aud`; every other token is checked against
+    JWT_ISSUER and JWT_AUDIENCE when those are set (PyJWT checks them in a second decode)."""
+    algorithm = jwt.get_unverified_header(token).get("alg")
+    if jwks is not None and algorithm in JWKS_ALGORITHMS:
+        key, algorithms = get_signing_key(jwks, token), JWKS_ALGORITHMS
+    else:
+        key, algorithms = secret, ["HS256"]
+    options = {"require": ["exp"], "verify_aud": False}
+    claims = jwt.decode(token, key, algorithms=algorithms, options=options, leeway=LEEWAY_SECONDS)
+    issued_here = key is secret and claims.get("iss") == ISSUER
+    if not issued_here and (issuer or audience):
+        jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            options={"require": ["exp"]},
+            leeway=LEEWAY_SECONDS,
+            issuer=issuer,
+            audience=audience,
+        )
+    if get_user_id(claims) is None:
+        raise jwt.MissingRequiredClaimError("sub")
+    return claims
+
+
+def get_signing_key(jwks: jwt.PyJWKClient, token: str) -> jwt.PyJWK:
+    """The published key the token's `kid` names; the PyJWK binds it to its own algorithm."""
+    try:
+        return jwks.get_signing_key_from_jwt(token)
+    except JWKS_FAILURES as error:
+        raise KeysUnavailable(str(error)) from error
+    except jwt.PyJWKClientError as error:  # no published key has this kid, even after a refetch
+        raise jwt.InvalidTokenError(str(error)) from error
+
+
+def get_user_id(claims: dict[str, Any]) -> str | None:
+    """`sub`, else `id`, else `user.id`: where Better Auth puts the id depends on the frontend."""
+    user = claims.get("user")
+    for value in (claims.get("sub"), claims.get("id"), isinstance(user, dict) and user.get("id")):
+        if isinstance(value, str) and 0 < len(value) <= MAX_USER_ID_LENGTH:
+            return value
+    return None

@@ -1,0 +1,170 @@
+"""Fixtures: the app on SQLite and on a fresh PostgreSQL database, a client, and sign-up helpers."""
+
+import os
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import psycopg2
+import pytest
+import waitress
+
+from taskapi import create_app
+from taskapi.db import database, init_db
+
+SECRET = "a-test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# .ci/run sets this: there the PostgreSQL half must run, never be skipped.
+REQUIRE_POSTGRES = os.environ.get("TASKAPI_REQUIRE_POSTGRES") == "1"
+# Where the servers that stand in for a frontend (a JWKS endpoint, Better Auth) listen.
+FRONTEND_PORTS = range(9400, 9500)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/taskapi.db"
+    else:
+        yield from create_postgres_database()
+
+
+def create_postgres_database():
+    """A database of its own on the local server for this test session, dropped after."""
+    try:
+        admin = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
+    except psycopg2.OperationalError as error:
+        reason = f"no PostgreSQL at {POSTGRES_URL} ({str(error).strip().splitlines()[0]})"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required here: {reason}")
+        pytest.skip(f"PostgreSQL half SKIPPED: {reason}; set TEST_POSTGRES_URL to run it")
+    admin.autocommit = True
+    name = f"taskapi_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    yield urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def make_app(database_url):
+    """create_app with test settings (keyword arguments override them), on empty tables."""
+    made = []
+
+    def make(**overrides):
+        config = {
+            "DATABASE_URL": database_url,
+            "BETTER_AUTH_SECRET": SECRET,
+            "BCRYPT_ROUNDS": "4",
+            "RATELIMIT_ENABLED": "false",  # test_limits.py turns them on
+            **overrides,
+        }
+        app = create_app(config)
+        app.testing = True
+        with app.app_context():
+            init_db()
+            if not made:
+                database.execute_sql("DELETE FROM tasks")
+                database.execute_sql("DELETE FROM users")
+        made.append(app)
+        return app
+
+    yield make
+    if hasattr(database.obj, "close_idle"):
+        database.obj.close_idle()  # the next test's app opens its own pool
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@dataclass
+class SignedUp:
+    id: str
+    email: str
+    token: str
+
+    @property
+    def headers(self):
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def tasks_url(self):
+        return f"/api/users/{self.id}/tasks"
+
+
+class AuthActions:
+    def __init__(self, client):
+        self.client = client
+
+    def signup(self, email="alice@example.com", password="correct horse", **fields):
+        body = {"email": email, "password": password, **fields}
+        response = self.client.post("/api/auth/signup", json=body)
+        assert response.status_code == 201, response.json
+        return SignedUp(response.json["user"]["id"], email, response.json["access_token"])
+
+    def create_task(self, user, **fields):
+        response = self.client.post(
+            user.tasks_url, json={"title": "a task", **fields}, headers=user.headers
+        )
+        assert response.status_code == 201, response.json
+        return response.json
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say once, plainly, that the PostgreSQL half did not run."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = {report.longrepr[2] for report in skipped if "PostgreSQL half" in report.longrepr[2]}
+    for reason in reasons:
+        terminalreporter.write_sep("=", reason.removeprefix("Skipped: "), yellow=True, bold=True)
+
+
+def bind_free_port(make_server):
+    """make_server(port) on the first free port of FRONTEND_PORTS, and that port."""
+    for port in FRONTEND_PORTS:
+        try:
+            return make_server(port), port
+        except OSError:
+            continue
+    pytest.fail(f"no free port between {FRONTEND_PORTS.start} and {FRONTEND_PORTS.stop - 1}")
+
+
+@contextmanager
+def serving(app):
+    """The app behind a real multi-threaded waitress server on a free port."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    try:
+        server.trigger.pull_trigger(server.close)  # in the loop's thread, not under its select()
+    except OSError:  # the loop already closed its trigger pipe: nothing is left to wake
+        server.close()
+    thread.join(timeout=5)
+    server.task_dispatcher.shutdown()
+
+
+@pytest.fixture
+def live_server(make_app):
+    """A real server; the bcrypt gate is opened wide, as races are about the database."""
+    with serving(make_app(BCRYPT_CONCURRENCY="32")) as base_url:
+        yield base_url

@@ -1,0 +1,392 @@
+import time
+
+import bcrypt
+import jwt
+import pytest
+
+from taskapi.models import Task, User
+
+from .conftest import SECRET
+
+
+def mint(secret=SECRET, algorithm="HS256", **claims):
+    """A token as another party (the frontend, or an attacker) would sign it."""
+    now = int(time.time())
+    claims = {"iat": now, "exp": now + 900, **claims}
+    present = {name: value for name, value in claims.items() if value is not None}
+    return jwt.encode(present, secret, algorithm=algorithm)
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def stored_user(app, user_id):
+    with app.app_context():
+        return User.get_or_none(User.id == user_id)
+
+
+def test_signup_returns_user_and_token(client, app):
+    body = {"email": "Alice@Example.COM", "password": "correct horse", "name": "Alice"}
+    response = client.post("/api/auth/signup", json=body)
+    assert response.status_code == 201
+    assert response.json["token_type"] == "bearer"
+    assert response.json["expires_in"] == 86400
+    user = response.json["user"]
+    assert user["email"] == "alice@example.com"
+    assert user["name"] == "Alice"
+    assert user["created_at"].endswith("+00:00")
+    row = stored_user(app, user["id"])
+    assert row.email == "alice@example.com"
+    assert bcrypt.checkpw(b"correct horse", row.password_hash.encode())
+
+
+def test_signup_token_has_contract_claims(client):
+    response = client.post("/api/auth/signup", json={"email": "a@x.io", "password": "12345678"})
+    claims = jwt.decode(response.json["access_token"], SECRET, algorithms=["HS256"])
+    assert claims["iss"] == "taskapi"
+    assert claims["sub"] == response.json["user"]["id"]
+    assert claims["email"] == "a@x.io"
+    assert claims["exp"] - claims["iat"] == 86400
+    assert "aud" not in claims
+
+
+def test_signup_duplicate_email_any_case_is_409(client, auth):
+    auth.signup("bob@example.com")
+    response = client.post(
+        "/api/auth/signup", json={"email": "BOB@example.com", "password": "x" * 8}
+    )
+    assert response.status_code == 409
+    assert response.json["message"] == "This email is already registered."
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"password": "12345678"}, "email"),
+        ({"email": "not-an-email", "password": "12345678"}, "email"),
+        ({"email": "a" * 245 + "@example.com", "password": "12345678"}, "email"),
+        ({"email": 42, "password": "12345678"}, "email"),
+        ({"email": "a@x.io"}, "password"),
+        ({"email": "a@x.io", "password": "1234567"}, "password"),
+        ({"email": "a@x.io", "password": "é" * 37}, "password"),  # 37 characters, 74 bytes
+        ({"email": "a@x.io", "password": "abc\x00defgh"}, "password"),
+        ({"email": "a@x.io", "password": "12345678", "name": "n" * 101}, "name"),
+        ({"email": "a@x.io", "password": "12345678", "admin": True}, "admin"),
+    ],
+)
+def test_signup_invalid_input_is_422(client, app, body, field):
+    response = client.post("/api/auth/signup", json=body)
+    assert response.status_code == 422
+    assert field in response.json["errors"]["json"]
+    assert response.json["detail"] == response.json["message"]
+    with app.app_context():
+        assert User.select().count() == 0
+
+
+def test_password_of_exactly_72_bytes_is_accepted(client, auth):
+    password = "é" * 36  # 72 bytes of UTF-8
+    auth.signup("c@x.io", password)
+    response = client.post("/api/auth/signin", json={"email": "c@x.io", "password": password})
+    assert response.status_code == 200
+
+
+def test_signin_returns_a_working_token(client, auth):
+    alice = auth.signup("alice@example.com")
+    body = {"email": "ALICE@example.com", "password": "correct horse"}
+    response = client.post("/api/auth/signin", json=body)
+    assert response.status_code == 200
+    assert response.json["user"]["id"] == alice.id
+    me = client.get("/api/auth/me", headers=bearer(response.json["access_token"]))
+    assert me.json == response.json["user"]
+
+
+def test_signin_wrong_password_and_unknown_email_look_the_same(client, auth):
+    auth.signup("alice@example.com")
+    wrong = client.post(
+        "/api/auth/signin", json={"email": "alice@example.com", "password": "x" * 8}
+    )
+    unknown = client.post("/api/auth/signin", json={"email": "nobody@x.io", "password": "x" * 8})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json == unknown.json
+    assert wrong.json["message"] == "Invalid email or password."
+    assert wrong.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_signin_of_provisioned_user_without_password_is_401(client):
+    token = mint(sub="frontend-user", email="f@x.io")
+    assert client.get("/api/auth/me", headers=bearer(token)).status_code == 200
+    guess = client.post("/api/auth/signin", json={"email": "f@x.io", "password": "no account has"})
+    assert guess.status_code == 401
+
+
+def test_me_returns_the_user(client, auth):
+    alice = auth.signup("alice@example.com", name="Alice")
+    response = client.get("/api/auth/me", headers=alice.headers)
+    assert response.status_code == 200
+    assert response.json["id"] == alice.id
+    assert set(response.json) == {"id", "email", "name", "created_at"}
+
+
+def test_me_without_token_is_401_with_challenge(client):
+    response = client.get("/api/auth/me")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json["code"] == 401
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Token abc",
+        "Bearer",
+        "Bearer ",
+        "Basic YWxpY2U6c2VjcmV0",
+        "Bearer not.a.jwt",
+        f"Bearer {mint(secret='another-secret-that-is-long-enough-0123', sub='u')}",
+        f"Bearer {mint(algorithm='HS512', sub='u')}",
+        "Bearer " + jwt.encode({"sub": "u", "exp": int(time.time()) + 60}, None, algorithm="none"),
+    ],
+)
+def test_bad_authorization_is_401(client, authorization):
+    response = client.get("/api/auth/me", headers={"Authorization": authorization})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.json["detail"] == response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "u", "email": "u@x.io", "exp": None},  # no exp
+        {"email": "u@x.io"},  # no user id anywhere
+        {"sub": "", "email": "u@x.io"},
+        {"user": {"name": "no id"}, "email": "u@x.io"},
+    ],
+)
+def test_token_missing_claims_is_401(client, app, claims):
+    response = client.get("/api/auth/me", headers=bearer(mint(**claims)))
+    assert response.status_code == 401
+    with app.app_context():
+        assert User.select().count() == 0
+
+
+def test_expired_token_says_so(client, auth):
+    alice = auth.signup()
+    token = mint(iss="taskapi", sub=alice.id, exp=int(time.time()) - 120)
+    response = client.get("/api/auth/me", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer error="invalid_token", error_description="token expired"'
+    )
+
+
+def test_token_expired_within_leeway_is_accepted(client, auth):
+    alice = auth.signup()
+    token = mint(iss="taskapi", sub=alice.id, exp=int(time.time()) - 30)
+    assert client.get("/api/auth/me", headers=bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"sub": "fe-1"}, {"id": "fe-1"}, {"user": {"id": "fe-1"}}],
+)
+def test_frontend_token_provisions_user(client, app, claims):
+    token = mint(email="Front@End.io", name="Fran", **claims)
+    response = client.get("/api/auth/me", headers=bearer(token))
+    assert response.status_code == 200
+    assert response.json["id"] == "fe-1"
+    assert response.json["email"] == "front@end.io"
+    row = stored_user(app, "fe-1")
+    assert row.password_hash is None
+    assert row.name == "Fran"
+
+
+def test_frontend_token_user_can_manage_tasks(client):
+    headers = bearer(mint(sub="fe-2", email="fe2@x.io"))
+    created = client.post(
+        "/api/users/fe-2/tasks", json={"title": "from the frontend"}, headers=headers
+    )
+    assert created.status_code == 201
+    assert (
+        client.get("/api/users/fe-2/tasks", headers=headers).json[0]["title"] == "from the frontend"
+    )
+
+
+def test_frontend_token_without_email_for_unknown_user_is_401(client, app):
+    response = client.get("/api/auth/me", headers=bearer(mint(sub="fe-3")))
+    assert response.status_code == 401
+    assert stored_user(app, "fe-3") is None
+
+
+def test_frontend_token_for_a_registered_email_is_409(client, auth, app):
+    auth.signup("taken@x.io")
+    response = client.get("/api/auth/me", headers=bearer(mint(sub="fe-4", email="TAKEN@x.io")))
+    assert response.status_code == 409
+    assert stored_user(app, "fe-4") is None
+
+
+def test_token_of_deleted_user_is_refused_and_never_reprovisions(client, auth, app):
+    alice = auth.signup("alice@example.com")
+    auth.create_task(alice)
+    with app.app_context():
+        User.delete().where(User.id == alice.id).execute()
+        assert Task.select().count() == 0  # ON DELETE CASCADE
+    response = client.get("/api/auth/me", headers=alice.headers)
+    assert response.status_code == 401
+    assert stored_user(app, alice.id) is None
+
+
+def test_jwt_issuer_and_audience_are_checked_when_set(make_app):
+    client = make_app(
+        JWT_ISSUER="https://app.example.com", JWT_AUDIENCE="https://app.example.com"
+    ).test_client()
+    good = mint(
+        sub="fe-5", email="fe5@x.io", iss="https://app.example.com", aud="https://app.example.com"
+    )
+    wrong_aud = mint(
+        sub="fe-6", email="fe6@x.io", iss="https://app.example.com", aud="https://evil.io"
+    )
+    wrong_iss = mint(
+        sub="fe-7", email="fe7@x.io", iss="https://evil.io", aud="https://app.example.com"
+    )
+    assert client.get("/api/auth/me", headers=bearer(good)).status_code == 200
+    assert client.get("/api/auth/me", headers=bearer(wrong_aud)).status_code == 401
+    assert client.get("/api/auth/me", headers=bearer(wrong_iss)).status_code == 401
+
+
+def test_own_tokens_still_work_with_audience_set(make_app):
+    client = make_app(JWT_AUDIENCE="https://app.example.com").test_client()
+    body = {"email": "own@x.io", "password": "12345678"}
+    token = client.post("/api/auth/signup", json=body).json["access_token"]
+    assert client.get("/api/auth/me", headers=bearer(token)).status_code == 200
+
+
+def test_changing_the_secret_invalidates_old_tokens(make_app):
+    token = (
+        make_app()
+        .test_client()
+        .post("/api/auth/signup", json={"email": "s@x.io", "password": "12345678"})
+        .json["access_token"]
+    )
+    client = make_app(BETTER_AUTH_SECRET="a-completely-different-secret-0123456789").test_client()
+    assert client.get("/api/auth/me", headers=bearer(token)).status_code == 401
+
+
+def test_other_users_path_is_403(client, auth):
+    alice, bob = auth.signup("alice@example.com"), auth.signup("bob@example.com")
+    response = client.get(bob.tasks_url, headers=alice.headers)
+    assert response.status_code == 403
+    assert response.json["code"] == 403
+
+
+def test_default_bcrypt_cost_is_12(make_app):
+    app = make_app(BCRYPT_ROUNDS=None)
+    assert app.config["BCRYPT_ROUNDS"] == 12
+    response = app.test_client().post(
+        "/api/auth/signup", json={"email": "d@x.io", "password": "12345678"}
+    )
+    with app.app_context():
+        assert User.get_by_id(response.json["user"]["id"]).password_hash.startswith("$2b$12$")
+
+
+def test_signin_timing_does_not_reveal_whether_the_email_exists(make_app):
+    """A real bcrypt cost, so a skipped hash would show: medians within a factor of 2."""
+    client = make_app(BCRYPT_ROUNDS="9").test_client()
+    client.post("/api/auth/signup", json={"email": "known@x.io", "password": "right password"})
+
+    def median_seconds(email):
+        times = []
+        body = {"email": email, "password": "nope1234"}
+        for _ in range(15):
+            started = time.perf_counter()
+            response = client.post("/api/auth/signin", json=body)
+            times.append(time.perf_counter() - started)
+            assert response.status_code == 401
+        return sorted(times)[len(times) // 2]
+
+    ratio = median_seconds("known@x.io") / median_seconds("unknown@x.io")
+    assert 0.5 < ratio < 2
+
+
+def test_patch_me_changes_the_name(client, auth, app):
+    alice = auth.signup(name="Alice")
+    response = client.patch("/api/auth/me", json={"name": "  Ada  "}, headers=alice.headers)
+    assert (response.status_code, response.json["name"]) == (200, "Ada")
+    assert stored_user(app, alice.id).name == "Ada"
+    assert (
+        client.patch("/api/auth/me", json={"name": None}, headers=alice.headers).json["name"]
+        is None
+    )
+
+
+@pytest.mark.parametrize("body", [{}, {"name": "n" * 101}, {"email": "new@x.io"}, {"name": 5}])
+def test_patch_me_refuses_other_changes(client, auth, app, body):
+    alice = auth.signup(name="Alice")
+    assert client.patch("/api/auth/me", json=body, headers=alice.headers).status_code == 422
+    assert stored_user(app, alice.id).name == "Alice"
+
+
+def test_password_change_needs_the_current_one(client, auth):
+    alice = auth.signup("alice@example.com", "correct horse")
+    wrong = {"current_password": "not it at all", "new_password": "battery staple"}
+    assert client.post("/api/auth/password", json=wrong, headers=alice.headers).status_code == 403
+    right = {"current_password": "correct horse", "new_password": "battery staple"}
+    assert client.post("/api/auth/password", json=right, headers=alice.headers).status_code == 204
+    signin = lambda password: client.post(  # noqa: E731
+        "/api/auth/signin", json={"email": "alice@example.com", "password": password}
+    )
+    assert signin("correct horse").status_code == 401
+    assert signin("battery staple").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"current_password": "correct horse", "new_password": "short"},
+        {"current_password": "correct horse", "new_password": "é" * 37},
+        {"current_password": "x" * 73, "new_password": "battery staple"},
+        {"new_password": "battery staple"},
+    ],
+)
+def test_password_change_validates(client, auth, body):
+    alice = auth.signup("alice@example.com", "correct horse")
+    assert client.post("/api/auth/password", json=body, headers=alice.headers).status_code == 422
+
+
+def test_provisioned_user_has_no_password_to_change(client):
+    headers = bearer(mint(sub="fe-pw", email="fe-pw@x.io"))
+    body = {"current_password": "anything at all", "new_password": "battery staple"}
+    response = client.post("/api/auth/password", json=body, headers=headers)
+    assert response.status_code == 403
+    assert "frontend" in response.json["message"]
+
+
+def test_delete_account_removes_user_and_tasks(client, auth, app):
+    alice, bob = auth.signup("alice@example.com"), auth.signup("bob@example.com")
+    auth.create_task(alice)
+    auth.create_task(bob)
+    url = f"/api/users/{alice.id}"
+    assert (
+        client.delete(url, json={"password": "wrong one"}, headers=alice.headers).status_code == 403
+    )
+    assert client.delete(url, json={}, headers=alice.headers).status_code == 403
+    assert (
+        client.delete(url, json={"password": "correct horse"}, headers=bob.headers).status_code
+        == 403
+    )
+    assert (
+        client.delete(url, json={"password": "correct horse"}, headers=alice.headers).status_code
+        == 204
+    )
+    assert stored_user(app, alice.id) is None
+    with app.app_context():
+        assert [task.user_id for task in Task.select()] == [bob.id]
+    assert client.get("/api/auth/me", headers=alice.headers).status_code == 401
+
+
+def test_delete_provisioned_account_needs_no_password(client, app):
+    headers = bearer(mint(sub="fe-del", email="fe-del@x.io"))
+    client.post("/api/users/fe-del/tasks", json={"title": "t"}, headers=headers)
+    assert client.delete("/api/users/fe-del", json={}, headers=headers).status_code == 204
+    assert stored_user(app, "fe-del") is None

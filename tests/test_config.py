@@ -1,0 +1,102 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskapi import create_app
+from taskapi.config import ConfigError, load_config
+
+SECRET = "s" * 32
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def test_defaults(tmp_path):
+    config = load_config({"BETTER_AUTH_SECRET": SECRET}, str(tmp_path))
+    assert config["DATABASE_URL"] == f"sqlite:///{tmp_path}/taskapi.db"
+    assert config["CORS_ORIGINS"] == ["http://localhost:3000"]
+    assert config["CORS_ALLOW_CREDENTIALS"] is False
+    assert config["JWT_EXPIRES_IN"] == 86400
+    assert config["BCRYPT_ROUNDS"] == 12
+    assert (config["DB_POOL_SIZE"], config["DB_MAX_OVERFLOW"]) == (5, 10)
+    assert config["DB_CONNECT_TIMEOUT"] == 5
+    assert config["MAX_CONTENT_LENGTH"] == 65536
+    assert config["JWT_ISSUER"] is None and config["JWT_AUDIENCE"] is None
+    assert config["BETTER_AUTH_JWKS_URL"] is None
+
+
+def test_values_are_parsed(tmp_path):
+    environ = {
+        "BETTER_AUTH_SECRET": SECRET,
+        "DATABASE_URL": "postgresql://app:p%40ss@db.internal:5433/tasks",
+        "CORS_ORIGINS": "https://a.example.com, https://b.example.com/",
+        "CORS_ALLOW_CREDENTIALS": "TRUE",
+        "JWT_EXPIRES_IN": "3600",
+        "BCRYPT_ROUNDS": "10",
+        "BETTER_AUTH_JWKS_URL": "https://app.example.com/api/auth/jwks",
+    }
+    config = load_config(environ, str(tmp_path))
+    assert config["BETTER_AUTH_JWKS_URL"] == "https://app.example.com/api/auth/jwks"
+    assert config["CORS_ORIGINS"] == ["https://a.example.com", "https://b.example.com"]
+    assert config["CORS_ALLOW_CREDENTIALS"] is True
+    assert (config["JWT_EXPIRES_IN"], config["BCRYPT_ROUNDS"]) == (3600, 10)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"BETTER_AUTH_SECRET": ""}, "BETTER_AUTH_SECRET: missing"),
+        ({"BETTER_AUTH_SECRET": "short"}, "BETTER_AUTH_SECRET: too short (5 characters)"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL: cannot use 'mysql://x/y'"),
+        ({"DATABASE_URL": "postgresql://host:port/db"}, "DATABASE_URL: bad port"),
+        ({"DATABASE_URL": "postgresql://host"}, "DATABASE_URL: cannot use"),
+        ({"JWT_EXPIRES_IN": "a day"}, "JWT_EXPIRES_IN: 'a day' is not a whole number"),
+        ({"BCRYPT_ROUNDS": "3"}, "BCRYPT_ROUNDS: 3 is out of range; use a number between 4 and 31"),
+        ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE: 0 is out of range"),
+        ({"MAX_CONTENT_LENGTH": "-1"}, "MAX_CONTENT_LENGTH: -1 is out of range"),
+        ({"CORS_ALLOW_CREDENTIALS": "maybe"}, "CORS_ALLOW_CREDENTIALS: 'maybe' is not a boolean"),
+        ({"CORS_ORIGINS": "localhost:3000"}, "CORS_ORIGINS: 'localhost:3000' is not an origin"),
+        ({"BETTER_AUTH_JWKS_URL": "app.example.com/jwks"}, "BETTER_AUTH_JWKS_URL: 'app.exa"),
+        ({"BETTER_AUTH_JWKS_URL": "file:///etc/jwks.json"}, "BETTER_AUTH_JWKS_URL: 'file:"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_the_variable(tmp_path, environ, message):
+    with pytest.raises(ConfigError) as error:
+        load_config({"BETTER_AUTH_SECRET": SECRET, **environ}, str(tmp_path))
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_all_mistakes_are_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config({"BCRYPT_ROUNDS": "x", "DB_POOL_SIZE": "y"}, str(tmp_path))
+    lines = str(error.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "BCRYPT_ROUNDS",
+        "DB_POOL_SIZE",
+        "BETTER_AUTH_SECRET",
+    ]
+
+
+def test_create_app_refuses_a_short_secret(tmp_path):
+    with pytest.raises(ConfigError, match="BETTER_AUTH_SECRET"):
+        create_app({"BETTER_AUTH_SECRET": "x" * 31, "DATABASE_URL": f"sqlite:///{tmp_path}/t.db"})
+
+
+def test_production_entry_point_refuses_to_start_with_one_clear_line(tmp_path):
+    environ = {"PATH": "/usr/bin:/bin", "BETTER_AUTH_SECRET": "too-short"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=tmp_path.parent,
+        env={**environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("taskapi: cannot start: BETTER_AUTH_SECRET: too short (9 characters)")
+    )
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,220 @@
+"""The task list's filters, sorting and incremental sync, through HTTP on both databases."""
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+
+from taskapi.models import Task, utcnow
+
+
+@pytest.fixture
+def alice(auth):
+    return auth.signup("alice@example.com")
+
+
+def titles(client, user, query=""):
+    response = client.get(f"{user.tasks_url}?{query}", headers=user.headers)
+    assert response.status_code == 200, response.json
+    return [task["title"] for task in response.json]
+
+
+def test_filter_by_completion(client, auth, alice):
+    auth.create_task(alice, title="open")
+    auth.create_task(alice, title="done", completed=True)
+    assert titles(client, alice, "completed=true") == ["done"]
+    assert titles(client, alice, "completed=false") == ["open"]
+
+
+def test_filter_by_priority(client, auth, alice):
+    for priority in ("high", "low", "high"):
+        auth.create_task(alice, title=priority, priority=priority)
+    assert titles(client, alice, "priority=high") == ["high", "high"]
+    assert titles(client, alice, "priority=none") == []
+
+
+def test_filter_by_tags_needs_all_of_them(client, auth, alice):
+    auth.create_task(alice, title="both", tags=["work", "urgent"])
+    auth.create_task(alice, title="work only", tags=["work"])
+    auth.create_task(alice, title="none")
+    assert titles(client, alice, "tag=work") == ["work only", "both"]
+    assert titles(client, alice, "tag=work&tag=urgent") == ["both"]
+    assert titles(client, alice, "tag=work&tag=work") == ["work only", "both"]
+    assert titles(client, alice, "tag=home") == []
+
+
+def test_tags_of_other_users_do_not_match(client, auth, alice):
+    bob = auth.signup("bob@example.com")
+    auth.create_task(bob, title="bob's", tags=["shared"])
+    assert titles(client, alice, "tag=shared") == []
+
+
+def test_filter_by_due_dates(client, auth, alice):
+    auth.create_task(alice, title="early", due_at="2026-12-01T09:00:00+00:00")
+    auth.create_task(alice, title="late", due_at="2026-12-20T09:00:00+01:00")
+    auth.create_task(alice, title="someday")
+    assert titles(client, alice, "due_before=2026-12-10T00:00:00%2B00:00") == ["early"]
+    assert titles(client, alice, "due_after=2026-12-10T00:00:00Z") == ["late"]
+
+
+def test_search_is_case_insensitive_in_title_and_description(client, auth, alice):
+    auth.create_task(alice, title="Buy MILK")
+    auth.create_task(alice, title="call", description="about the milkman")
+    auth.create_task(alice, title="other")
+    assert titles(client, alice, "q=milk") == ["call", "Buy MILK"]
+
+
+def test_search_treats_wildcards_literally(client, auth, alice):
+    auth.create_task(alice, title="100% done")
+    auth.create_task(alice, title="1000 done")
+    assert titles(client, alice, "q=0%25") == ["100% done"]
+    assert titles(client, alice, "q=_") == []
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("-created_at", ["c", "b", "a"]),
+        ("created_at", ["a", "b", "c"]),
+        ("title", ["a", "b", "c"]),
+        ("-title", ["c", "b", "a"]),
+        ("-priority", ["b", "c", "a"]),
+        ("priority", ["a", "c", "b"]),
+        ("due_at", ["c", "a", "b"]),  # no due date last
+        ("-due_at", ["a", "c", "b"]),
+    ],
+)
+def test_sort(client, auth, alice, sort, expected):
+    auth.create_task(alice, title="a", priority="low", due_at="2026-12-05T00:00:00+00:00")
+    auth.create_task(alice, title="b", priority="high")
+    auth.create_task(alice, title="c", priority="medium", due_at="2026-12-01T00:00:00+00:00")
+    assert titles(client, alice, f"sort={sort}") == expected
+
+
+def test_sort_by_updated_at(client, auth, alice):
+    first = auth.create_task(alice, title="first")
+    auth.create_task(alice, title="second")
+    client.patch(
+        f"{alice.tasks_url}/{first['id']}", json={"completed": True}, headers=alice.headers
+    )
+    assert titles(client, alice, "sort=-updated_at") == ["first", "second"]
+
+
+def test_filters_combine_with_pagination(client, auth, alice):
+    for number in range(5):
+        auth.create_task(alice, title=f"t{number}", tags=["x"] if number % 2 else [])
+    response = client.get(f"{alice.tasks_url}?tag=x&page_size=1&page=2", headers=alice.headers)
+    assert [task["title"] for task in response.json] == ["t1"]
+    assert json.loads(response.headers["X-Pagination"])["total"] == 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "color=red",
+        "completed=yes",
+        "completed=1",
+        "priority=urgent",
+        "due_before=tomorrow",
+        "due_after=2026-12-01T00:00:00",  # no offset
+        "updated_since=0",
+        "sort=size",
+        "sort=--title",
+        "include_deleted=maybe",
+        "q=",
+        "tag=" + "x" * 51,
+    ],
+)
+def test_unknown_or_malformed_parameters_are_422(client, alice, query):
+    response = client.get(f"{alice.tasks_url}?{query}", headers=alice.headers)
+    assert response.status_code == 422
+    assert "query" in response.json["errors"]
+
+
+def test_updated_since_returns_only_later_changes(client, auth, alice):
+    old = auth.create_task(alice, title="old")
+    time.sleep(0.01)
+    since = client.get(f"{alice.tasks_url}/{old['id']}", headers=alice.headers).json["updated_at"]
+    auth.create_task(alice, title="new")
+    client.patch(
+        f"{alice.tasks_url}/{old['id']}", json={"title": "old, edited"}, headers=alice.headers
+    )
+    query = f"updated_since={since.replace('+', '%2B')}&sort=updated_at"
+    assert titles(client, alice, query) == ["new", "old, edited"]
+
+
+def test_deleted_tasks_are_tombstones_for_syncing_clients(client, auth, alice):
+    kept, gone = auth.create_task(alice, title="kept"), auth.create_task(alice, title="gone")
+    since = gone["updated_at"].replace("+", "%2B")
+    client.delete(f"{alice.tasks_url}/{gone['id']}", headers=alice.headers)
+    assert titles(client, alice) == ["kept"]
+    response = client.get(f"{alice.tasks_url}?include_deleted=true", headers=alice.headers)
+    tombstone = next(task for task in response.json if task["id"] == gone["id"])
+    assert tombstone["deleted_at"] is not None
+    assert tombstone["updated_at"] == tombstone["deleted_at"]
+    synced = client.get(
+        f"{alice.tasks_url}?include_deleted=true&updated_since={since}", headers=alice.headers
+    )
+    assert [task["id"] for task in synced.json] == [gone["id"]]
+    assert next(t for t in response.json if t["id"] == kept["id"])["deleted_at"] is None
+
+
+def test_tombstones_expire_after_the_retention(make_app, auth):
+    app = make_app(TOMBSTONE_RETENTION_DAYS="1")
+    client = app.test_client()
+    alice = type(auth)(client).signup("retention@x.io")
+    old = type(auth)(client).create_task(alice, title="old")
+    client.delete(f"{alice.tasks_url}/{old['id']}", headers=alice.headers)
+    with app.app_context():
+        Task.update(deleted_at=utcnow() - timedelta(days=2)).where(Task.id == old["id"]).execute()
+    response = client.get(f"{alice.tasks_url}?include_deleted=true", headers=alice.headers)
+    assert response.json == []  # past retention: not listed, even before it is purged
+    newer = type(auth)(client).create_task(alice, title="newer")
+    client.delete(f"{alice.tasks_url}/{newer['id']}", headers=alice.headers)  # purges the old
+    with app.app_context():
+        assert Task.get_or_none(Task.id == old["id"]) is None
+        assert Task.get_by_id(newer["id"]).deleted_at is not None
+
+
+def total(client, user, query=""):
+    response = client.get(f"{user.tasks_url}?{query}", headers=user.headers)
+    return json.loads(response.headers["X-Pagination"])["total"]
+
+
+def test_the_plain_lists_total_follows_every_change(client, auth, app, alice):
+    ids = [auth.create_task(alice, completed=number < 2)["id"] for number in range(5)]
+    assert total(client, alice) == 5
+    client.delete(f"{alice.tasks_url}/{ids[4]}", headers=alice.headers)
+    assert total(client, alice) == 4
+    client.delete(f"{alice.tasks_url}?completed=true", headers=alice.headers)
+    assert total(client, alice) == 2
+    with app.app_context():
+        Task.update(deleted_at=None).where(Task.id == ids[4]).execute()  # a tombstone revived
+        Task.delete().where(Task.deleted_at.is_null(False)).execute()  # the others purged
+    assert total(client, alice) == 3
+    counted = total(client, alice, "completed=false") + total(client, alice, "completed=true")
+    assert counted == total(client, alice) == len(titles(client, alice))
+
+
+def test_totals_are_per_user(client, auth, alice):
+    bob = auth.signup("bob@example.com")
+    auth.create_task(bob)
+    assert (total(client, alice), total(client, bob)) == (0, 1)
+
+
+def test_totals_follow_statements_of_many_rows(client, app, alice):
+    with app.app_context():
+        rows = [{"user": alice.id, "title": f"bulk {number}"} for number in range(2000)]
+        Task.insert_many(rows).execute()  # one statement: one update of the count
+    assert total(client, alice) == 2000
+    with app.app_context():
+        ids = [task.id for task in Task.select(Task.id).limit(500)]
+    response = client.patch(
+        alice.tasks_url, json={"ids": ids, "completed": True}, headers=alice.headers
+    )
+    assert response.status_code == 200
+    assert client.delete(f"{alice.tasks_url}?completed=true", headers=alice.headers).json == {
+        "deleted": 500
+    }
+    assert total(client, alice) == 1500

@@ -1,0 +1,87 @@
+"""Concurrent clients against a real waitress server: the database decides, nothing breaks."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from taskapi.models import Task, User
+
+
+def in_parallel(count, work):
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(work, range(count)))
+
+
+def signup(base, email):
+    body = {"email": email, "password": "12345678"}
+    response = requests.post(f"{base}/api/auth/signup", json=body, timeout=30)
+    return response
+
+
+def test_concurrent_signups_with_one_email_give_one_account(live_server, app):
+    responses = in_parallel(
+        20, lambda n: signup(live_server, "Race@X.io" if n % 2 else "race@x.io")
+    )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201] + [409] * 19
+    with app.app_context():
+        assert User.select().where(User.email == "race@x.io").count() == 1
+
+
+def test_fifty_concurrent_creates_give_fifty_tasks(live_server, app):
+    user = signup(live_server, "many@x.io").json()
+    url = f"{live_server}/api/users/{user['user']['id']}/tasks"
+    headers = {"Authorization": f"Bearer {user['access_token']}"}
+
+    def create(number):
+        return requests.post(url, json={"title": f"task {number}"}, headers=headers, timeout=30)
+
+    responses = in_parallel(50, create)
+    assert [response.status_code for response in responses] == [201] * 50
+    listed = requests.get(url, headers=headers, timeout=30)
+    assert json.loads(listed.headers["X-Pagination"])["total"] == 50  # the counter kept up
+    assert len({response.json()["id"] for response in responses}) == 50
+    with app.app_context():
+        assert Task.select().count() == 50
+
+
+def start_task(base, email):
+    user = signup(base, email).json()
+    headers = {"Authorization": f"Bearer {user['access_token']}"}
+    tasks_url = f"{base}/api/users/{user['user']['id']}/tasks"
+    task = requests.post(tasks_url, json={"title": "start"}, headers=headers, timeout=30).json()
+    return f"{tasks_url}/{task['id']}", task["id"], headers
+
+
+def write(url, headers, number):
+    body = {"title": f"title {number}", "completed": number % 2 == 0}
+    send = requests.put if number % 3 else requests.patch
+    return send(url, json=body, headers=headers, timeout=30)
+
+
+def test_concurrent_writes_to_one_task_leave_one_writers_row(live_server, app):
+    url, task_id, headers = start_task(live_server, "writer@x.io")
+    responses = in_parallel(40, lambda number: write(url, headers, number))
+    assert [response.status_code for response in responses] == [200] * 40
+    written = {(r.json()["title"], r.json()["completed"]) for r in responses}
+    with app.app_context():
+        row = Task.get_by_id(task_id)
+    assert (row.title, row.completed) in written
+    assert row.description is None
+
+
+def test_concurrent_writes_and_a_delete_leave_a_tombstone(live_server, app):
+    url, task_id, headers = start_task(live_server, "deleter@x.io")
+
+    def write_or_delete(number):
+        if number == 20:
+            return requests.delete(url, headers=headers, timeout=30)
+        return write(url, headers, number)
+
+    statuses = [response.status_code for response in in_parallel(40, write_or_delete)]
+    assert statuses[20] == 204
+    assert set(statuses) <= {200, 204, 404}
+    with app.app_context():
+        assert Task.get_by_id(task_id).deleted_at is not None  # a tombstone, whatever came first
+    assert requests.get(url, headers=headers, timeout=30).status_code == 404

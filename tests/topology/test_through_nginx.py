@@ -1,0 +1,106 @@
+"""The HTTP essentials through nginx (TLS) -> waitress -> PgBouncer -> PostgreSQL."""
+
+import http.client
+import re
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import psycopg2
+import pytest
+
+from .conftest import PASSWORD
+
+
+def assert_json_error(response, status):
+    assert response.status == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json["code"] == status
+    assert response.json["message"] and response.json["detail"] == response.json["message"]
+
+
+def test_health_answers_with_a_request_id_from_nginx(client):
+    response = client.request("GET", "/health")
+    assert response.status == 200
+    assert response.json == {"status": "ok", "database": "ok"}
+    assert re.fullmatch("[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+def test_the_clients_request_id_goes_through(client):
+    response = client.request("GET", "/health", headers={"X-Request-ID": "checkout-42"})
+    assert response.headers["x-request-id"] == "checkout-42"
+
+
+def test_plain_http_is_redirected_to_https_keeping_the_method(topology):
+    url = urlsplit(topology["TOPOLOGY_HTTP_URL"])
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    connection.request("POST", "/api/auth/signin?x=1")
+    response = connection.getresponse()
+    assert response.status == 308
+    assert response.getheader("Location") == "https://127.0.0.1/api/auth/signin?x=1"
+
+
+def test_signup_then_signin_and_me(client):
+    user = client.signup("ada@example.com")
+    body = {"email": "ada@example.com", "password": PASSWORD}
+    signin = client.request("POST", "/api/auth/signin", body)
+    assert signin.status == 200
+    me = client.request("GET", "/api/auth/me", token=signin.json["access_token"])
+    assert me.status == 200
+    assert me.json["id"] == user.id
+
+
+def test_task_crud(client):
+    user = client.signup("grace@example.com")
+    created = client.request("POST", user.tasks_url, {"title": "Buy milk"}, user.token)
+    assert created.status == 201
+    url = created.headers["location"]
+    assert url == f"{user.tasks_url}/{created.json['id']}"
+    fetched = client.request("GET", url, token=user.token)
+    assert (fetched.status, fetched.json) == (200, created.json)
+    assert fetched.headers["etag"]
+    replaced = client.request("PUT", url, {"title": "Buy oat milk"}, user.token)
+    assert (replaced.status, replaced.json["title"]) == (200, "Buy oat milk")
+    patched = client.request("PATCH", url, {"completed": True}, user.token)
+    assert (patched.status, patched.json["completed"]) == (200, True)
+    listed = client.request("GET", user.tasks_url, token=user.token)
+    assert (listed.status, listed.json) == (200, [patched.json])
+    assert '"total": 1' in listed.headers["x-pagination"]
+    assert client.request("DELETE", url, token=user.token).status == 204
+    assert_json_error(client.request("GET", url, token=user.token), 404)
+
+
+def test_timestamps_read_back_in_utc_through_pgbouncer(client, topology):
+    # The database's own default zone is not UTC, so a session left in it would shift the times.
+    with psycopg2.connect(topology["TOPOLOGY_DIRECT_URL"]) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW timezone")
+            assert cursor.fetchone() == ("Asia/Kathmandu",)
+    user = client.signup("katherine@example.com")
+    before = datetime.now(UTC)
+    url = client.request("POST", user.tasks_url, {"title": "t"}, user.token).headers["location"]
+    task = client.request("GET", url, token=user.token).json
+    after = datetime.now(UTC)
+    for field in ("created_at", "updated_at"):
+        moment = datetime.fromisoformat(task[field])
+        assert moment.utcoffset() == timedelta(0)
+        assert before - timedelta(seconds=1) <= moment <= after + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/nothing/here", 404),
+        ("GET", "/api/users/x/tasks", 401),
+        ("DELETE", "/health", 405),
+    ],
+)
+def test_errors_of_the_app_stay_json(client, method, path, status):
+    assert_json_error(client.request(method, path), status)
+
+
+def test_body_over_64k_is_refused_by_nginx_in_json(client):
+    body = {"email": "big@example.com", "password": PASSWORD, "name": "n" * 70_000}
+    response = client.request("POST", "/api/auth/signup", body)
+    assert_json_error(response, 413)
+    assert response.json["message"] == "The request body is too large."  # nginx's, not the app's
+    assert re.fullmatch("[0-9a-f]{32}", response.headers["x-request-id"])

@@ -1,0 +1,111 @@
+"""The production entry point: `python wsgi.py --workers 2` runs several waitress processes on one
+port; `waitress-serve --port 8000 wsgi:app` still runs a single one."""
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+
+import waitress
+from dotenv import load_dotenv
+
+from taskapi import create_app
+from taskapi.config import ConfigError
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+load_dotenv()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("taskapi.serve")
+try:
+    app = create_app()
+except ConfigError as error:
+    sys.exit("\n".join(f"taskapi: cannot start: {line}" for line in str(error).splitlines()))
+
+
+def main(argv=None):
+    """Bind the port once, fork one waitress process per worker on it, and wait.
+
+    SIGTERM or SIGINT goes to every worker, which finishes its requests in flight (waitress gives
+    them 5 s) and exits; then this exits 0. A worker that dies on its own is not restarted: the
+    others are stopped and this exits 1, for the supervisor (systemd, the container runtime) to
+    restart the service, as after any other crash."""
+    args = parse_args(argv)
+    sock = socket.create_server((args.host, args.port), backlog=1024)
+    # Signals wait until each process has its own handlers: the children's differ from ours.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    workers = {fork_worker(sock, args.threads) for _ in range(args.workers)}
+    sock.close()  # the workers hold it; nothing here accepts connections
+    stopping = False
+
+    def stop(signum=None, frame=None):
+        nonlocal stopping
+        stopping = True
+        for pid in list(workers):
+            os.kill(pid, signal.SIGTERM)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    log.info("%d workers, %d threads each, on %s", args.workers, args.threads, args.listen)
+    failed = False
+    while workers:
+        pid, status = os.wait()
+        workers.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 or not stopping:
+            log.error("worker %d exited unexpectedly (status %d); stopping", pid, code)
+            failed = True
+            stop()
+    return 1 if failed else 0
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Serve taskapi: N waitress processes, one port.")
+    parser.add_argument("--listen", default="127.0.0.1:8000", help="HOST:PORT (127.0.0.1:8000)")
+    parser.add_argument(
+        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="processes (one a core)"
+    )
+    pool = app.config["DB_POOL_SIZE"]
+    # One thread per pooled connection by default: more would open and close extra ones all day.
+    parser.add_argument("--threads", type=int, default=pool, help=f"per process ({pool})")
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or args.workers < 1 or args.threads < 1:
+        parser.error("use --listen HOST:PORT, --workers and --threads of at least 1")
+    args.host, args.port = host.strip("[]"), int(port)
+    connections = app.config["DB_POOL_SIZE"] + app.config["DB_MAX_OVERFLOW"]
+    if args.threads > connections:
+        # A thread holds a pooled connection for its whole request; more threads would wait.
+        parser.error(f"--threads must be at most DB_POOL_SIZE + DB_MAX_OVERFLOW ({connections})")
+    return args
+
+
+def fork_worker(sock, threads):
+    """A child process serving `app` on the shared socket until SIGTERM; returns its pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: parent decides
+    signal.signal(signal.SIGTERM, stop_worker)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    try:
+        waitress.serve(app, sockets=[sock], threads=threads, ident="taskapi")
+    except SystemExit:
+        pass  # stopped before it began serving
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+        os._exit(1)
+    os._exit(0)  # never return into the parent's code
+
+
+def stop_worker(signum, frame):
+    """waitress stops on SystemExit: it closes the socket and lets busy threads finish."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise SystemExit
+
+
+if __name__ == "__main__":
+    sys.exit(main())
