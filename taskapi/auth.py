@@ -135,7 +135,7 @@ class ProxyFixFrom(ProxyFix):
 
 @blp.post("/auth/signup")
 @limit_per_address
-@blp.arguments(SignupSchema)
+@blp.arguments(SignupSchema())
 @blp.response(201, TokenSchema)
 @blp.alt_response(409, response="CONFLICT")
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
@@ -154,7 +154,7 @@ def signup(fields):
 @blp.post("/auth/signin")
 @limit_per_address
 @limit_per_email
-@blp.arguments(CredentialsSchema)
+@blp.arguments(CredentialsSchema())
 @blp.response(200, TokenSchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
@@ -175,7 +175,7 @@ def me():
 
 
 @blp.patch("/auth/me")
-@blp.arguments(ProfileSchema)
+@blp.arguments(ProfileSchema())
 @blp.response(200, UserSchema)
 def update_me(fields):
     """Change the signed-in user's name."""
@@ -186,7 +186,7 @@ def update_me(fields):
 
 @blp.post("/auth/password")
 @limit_per_address
-@blp.arguments(PasswordChangeSchema)
+@blp.arguments(PasswordChangeSchema())
 @blp.response(204)
 @blp.alt_response(403, response="FORBIDDEN")
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
@@ -199,7 +199,7 @@ def change_password(fields):
 
 @blp.delete("/users/<user_id>")
 @limit_per_address
-@blp.arguments(AccountDeleteSchema)
+@blp.arguments(AccountDeleteSchema())
 @blp.response(204)
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
 def delete_account(fields, user_id):

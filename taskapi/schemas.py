@@ -141,6 +141,35 @@ class TaskSchema(Schema):
             task["tags"] = list(dict.fromkeys(task["tags"]))
         return task
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.columns = [  # (key in the JSON, key in peewee's row, is it a time)
+            (name, "user" if name == "user_id" else name, isinstance(field, fields.DateTime))
+            for name, field in self.dump_fields.items()
+        ]
+
+    def dump(self, obj, *, many=None):
+        """Tasks as peewee reads them are already in JSON's types, times aside, so they are
+        dumped in one pass instead of marshmallow's calls per field and value: a page of 100
+        costs a fraction as much. Takes Task models or rows of Task.select().dicts(); the tests
+        prove the output is marshmallow's own (Schema.dump)."""
+        many = self.many if many is None else many
+        dumped = [
+            self.dump_row(task if isinstance(task, dict) else task.__data__)
+            for task in (obj if many else [obj])
+        ]
+        return dumped if many else dumped[0]
+
+    def dump_row(self, row):
+        return {
+            name: to_iso(row.get(source)) if is_time else row.get(source)
+            for name, source, is_time in self.columns
+        }
+
+
+def to_iso(time):
+    return None if time is None else time.isoformat()
+
 
 class TaskPatchSchema(TaskSchema):
     """Any subset of a task's writable fields (use with partial=True): what is left out stays

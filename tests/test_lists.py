@@ -5,8 +5,10 @@ import time
 from datetime import timedelta
 
 import pytest
+from marshmallow import Schema
 
 from taskapi.models import Task, utcnow
+from taskapi.schemas import TaskSchema
 
 
 @pytest.fixture
@@ -218,3 +220,40 @@ def test_totals_follow_statements_of_many_rows(client, app, alice):
         "deleted": 500
     }
     assert total(client, alice) == 1500
+
+
+def test_responses_are_what_marshmallow_itself_dumps(client, app, auth, alice):
+    """TaskSchema.dump skips marshmallow's per-field calls: every route's JSON must still be
+    exactly Schema.dump's, for every kind of value (nulls, times, tags, unicode, tombstones)."""
+    auth.create_task(alice, title="plain")
+    auth.create_task(
+        alice,
+        title="ünïcode ✓ 任务",
+        description="line\nbreak",
+        completed=True,
+        priority="high",
+        due_at="2030-01-02T03:04:05.123456+05:30",
+        tags=["work", "☕"],
+    )
+    created = auth.create_task(alice, title="gone", tags=["x"])
+    got = client.get(f"{alice.tasks_url}/{created['id']}", headers=alice.headers)
+    deleted = client.delete(
+        f"{alice.tasks_url}/{created['id']}",
+        headers={**alice.headers, "If-Match": got.headers["ETag"]},
+    )
+    assert deleted.status_code == 204
+    listed = client.get(f"{alice.tasks_url}?include_deleted=true", headers=alice.headers).json
+    with app.app_context():
+        stored = list(Task.select().order_by(Task.created_at.desc(), Task.id.desc()))
+        expected = Schema.dump(TaskSchema(many=True), stored)
+    assert listed == expected
+    assert {task["title"] for task in listed} == {"plain", "ünïcode ✓ 任务", "gone"}
+    assert [task["deleted_at"] is not None for task in listed] == [True, False, False]
+    for task in expected[1:]:
+        one = client.get(f"{alice.tasks_url}/{task['id']}", headers=alice.headers)
+        assert one.json == task
+    patched = client.patch(f"{alice.tasks_url}/{expected[2]['id']}", json={}, headers=alice.headers)
+    with app.app_context():
+        model = Task.get_by_id(expected[2]["id"])
+        assert patched.json == Schema.dump(TaskSchema(), model)
+        assert TaskSchema().dump(model) == Schema.dump(TaskSchema(), model)
