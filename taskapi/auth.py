@@ -17,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .api import Blueprint, abort
 from .db import close_db
-from .models import User
+from .models import USER_BY_ID, User
 from .schemas import (
     AccountDeleteSchema,
     CredentialsSchema,
@@ -283,7 +283,7 @@ def get_token_claims():
 def get_or_provision_user(claims):
     """The token's user; a frontend-signed token for an unknown id provisions that user."""
     user_id = get_user_id(claims)
-    user = User.get_or_none(User.id == user_id)
+    user = USER_BY_ID.first(id=user_id)
     if user is not None:
         return user
     if claims.get("iss") == ISSUER:

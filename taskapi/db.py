@@ -10,7 +10,7 @@ from typing import Any
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from peewee import Database, DatabaseProxy, SqliteDatabase, Table
+from peewee import Database, DatabaseProxy, Node, SqliteDatabase, Table
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -53,6 +53,39 @@ class PooledPostgres(PooledPostgresqlDatabase):
         with self._pool_lock:
             self.returned_at[id(conn)] = time.monotonic()
             super()._close(conn, close_conn or len(self._connections) >= self.pool_size)
+
+
+class Slot(Node):
+    """A named parameter of a Prepared query, given its value on each run."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = SlotName(name)
+
+    def __sql__(self, ctx: Any) -> Any:
+        return ctx.value(self.name, converter=False)  # a placeholder, and this name as its param
+
+
+class SlotName(str):
+    pass
+
+
+class Prepared:
+    """A query on the hot path whose SQL is built once per kind of database, not per request:
+    peewee takes 0.1 to 0.2 ms to build a simple SELECT, as long as the round trip itself."""
+
+    def __init__(self, query: Any) -> None:
+        self.query = query
+        self.sql: dict[type, tuple[str, list[Any]]] = {}
+
+    def first(self, **values: Any) -> Any:
+        """The first row, as a model; None if there is none."""
+        kind = type(database.obj)
+        if kind not in self.sql:
+            self.sql[kind] = self.query.sql()
+        sql, params = self.sql[kind]
+        params = [values[param] if isinstance(param, SlotName) else param for param in params]
+        return next(iter(self.query.model.raw(sql, *params)), None)
 
 
 def open_database(config: dict[str, Any]) -> Database:

@@ -12,7 +12,7 @@ from werkzeug.http import quote_etag
 
 from .api import Blueprint, abort
 from .db import database
-from .models import IdempotencyKey, Task, TaskTag, utcnow
+from .models import TASK_BY_ID, IdempotencyKey, Task, TaskTag, utcnow
 from .schemas import (
     BIGINT_MAX,
     SORTABLE,
@@ -197,7 +197,7 @@ def mine():
 
 
 def get_task(task_id):
-    task = Task.get_or_none(*mine(), Task.id == task_id)
+    task = TASK_BY_ID.first(user_id=g.user.id, id=task_id)
     if task is None:
         abort(404, message=NOT_FOUND)
     return task
