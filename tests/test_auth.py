@@ -5,6 +5,7 @@ import jwt
 import pytest
 
 from taskapi.models import Task, User
+from taskapi.tokens import LEEWAY_SECONDS
 
 from .conftest import SECRET
 
@@ -185,6 +186,17 @@ def test_token_expired_within_leeway_is_accepted(client, auth):
     alice = auth.signup()
     token = mint(iss="taskapi", sub=alice.id, exp=int(time.time()) - 30)
     assert client.get("/api/auth/me", headers=bearer(token)).status_code == 200
+
+
+def test_a_token_accepted_before_still_expires(client, auth):
+    """Valid tokens are remembered to save the signature check; never past their expiry."""
+    alice = auth.signup()
+    token = mint(iss="taskapi", sub=alice.id, exp=int(time.time()) - LEEWAY_SECONDS + 2)
+    assert client.get("/api/auth/me", headers=bearer(token)).status_code == 200
+    time.sleep(2.5)
+    response = client.get("/api/auth/me", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.json["message"] == "The token has expired; sign in again."
 
 
 @pytest.mark.parametrize(
