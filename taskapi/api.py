@@ -1,6 +1,7 @@
 """flask-smorest, subclassed once (the one error shape, 503 on database outages, bearer docs),
 and what every response carries: a request id, security headers and one access-log line."""
 
+import functools
 import http
 import json
 import logging
@@ -168,6 +169,11 @@ class Parser(FlaskParser):
 
 class Blueprint(BaseBlueprint):
     ARGUMENTS_PARSER = Parser()
+    # flask-smorest builds a marshmallow schema for every page's X-Pagination; what it says
+    # depends on three numbers only.
+    _make_pagination_metadata = staticmethod(
+        functools.lru_cache(maxsize=1024)(BaseBlueprint._make_pagination_metadata)
+    )
 
     def _document_pagination_metadata(self, spec, resp_doc):
         """The header's value is JSON text, which OpenAPI says with `content`, not `schema`."""

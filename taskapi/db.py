@@ -78,14 +78,18 @@ class Prepared:
         self.query = query
         self.sql: dict[type, tuple[str, list[Any]]] = {}
 
-    def first(self, **values: Any) -> Any:
-        """The first row, as a model; None if there is none."""
+    def run(self, **values: Any) -> Any:
+        """The query with these values in its slots: a peewee raw query, models by default."""
         kind = type(database.obj)
         if kind not in self.sql:
             self.sql[kind] = self.query.sql()
         sql, params = self.sql[kind]
         params = [values[param] if isinstance(param, SlotName) else param for param in params]
-        return next(iter(self.query.model.raw(sql, *params)), None)
+        return self.query.model.raw(sql, *params)
+
+    def first(self, **values: Any) -> Any:
+        """The first row, as a model; None if there is none."""
+        return next(iter(self.run(**values)), None)
 
 
 def open_database(config: dict[str, Any]) -> Database:

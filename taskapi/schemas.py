@@ -18,6 +18,7 @@ from .models import PRIORITIES
 
 BIGINT_MAX = 2**63 - 1  # the largest task id either database can hold
 SORTABLE = ["created_at", "updated_at", "due_at", "priority", "title"]
+DEFAULT_SORT = "-created_at"
 PAGINATION = {"page", "page_size"}  # read by @blp.paginate, not by the filter schema
 
 
@@ -143,9 +144,10 @@ class TaskSchema(Schema):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.columns = [  # (key in the JSON, key in peewee's row, is it a time)
-            (name, "user" if name == "user_id" else name, isinstance(field, fields.DateTime))
-            for name, field in self.dump_fields.items()
+        # JSON keys, and where peewee's rows keep them (the foreign key under its field name)
+        self.sources = {name: "user" if name == "user_id" else name for name in self.dump_fields}
+        self.times = [
+            n for n, field in self.dump_fields.items() if isinstance(field, fields.DateTime)
         ]
 
     def dump(self, obj, *, many=None):
@@ -161,14 +163,11 @@ class TaskSchema(Schema):
         return dumped if many else dumped[0]
 
     def dump_row(self, row):
-        return {
-            name: to_iso(row.get(source)) if is_time else row.get(source)
-            for name, source, is_time in self.columns
-        }
-
-
-def to_iso(time):
-    return None if time is None else time.isoformat()
+        task = {name: row.get(source) for name, source in self.sources.items()}
+        for name in self.times:
+            if task[name] is not None:
+                task[name] = task[name].isoformat()
+        return task
 
 
 class TaskPatchSchema(TaskSchema):
@@ -204,7 +203,7 @@ class TaskQueryArgsSchema(Schema):
         metadata={"description": "Case-insensitive search in title and description"},
     )
     sort = fields.String(
-        load_default="-created_at",
+        load_default=DEFAULT_SORT,
         validate=validate.OneOf(SORTABLE + [f"-{name}" for name in SORTABLE]),
         metadata={"description": "A field, or -field for descending; ties go by id."},
     )

@@ -12,9 +12,10 @@ from werkzeug.http import quote_etag
 
 from .api import Blueprint, abort
 from .db import database
-from .models import TASK_BY_ID, IdempotencyKey, Task, TaskTag, utcnow
+from .models import NEWEST_TASKS, TASK_BY_ID, IdempotencyKey, Task, TaskTag, utcnow
 from .schemas import (
     BIGINT_MAX,
+    DEFAULT_SORT,
     SORTABLE,
     DeletedSchema,
     TaskBulkDeleteArgsSchema,
@@ -77,17 +78,23 @@ class Tasks(MethodView):
     @blp.paginate(page_size=100, max_page_size=500)
     def get(self, args, user_id, pagination_parameters):
         """List the user's tasks, filtered and sorted (newest first by default)."""
-        query, counted = get_tasks(args), is_filtered(args)
-        page = query.select_extend(COUNT_ALL.over().alias("total")) if counted else query
-        page = page.order_by(*get_order(args["sort"]))
-        page = page.paginate(pagination_parameters.page, pagination_parameters.page_size)
-        # An OFFSET beyond BIGINT fails in SQL, and no such page can hold anything.
+        query, counted, page = get_tasks(args), is_filtered(args), pagination_parameters
         # Rows as dicts: no model objects to build, and TaskSchema dumps them as they are.
-        tasks = list(page.dicts()) if pagination_parameters.first_item < BIGINT_MAX else []
-        if not counted:
-            pagination_parameters.item_count = g.user.task_count  # kept by triggers
+        if page.first_item >= BIGINT_MAX:  # OFFSET would fail in SQL; no such page holds a row
+            tasks = []
+        elif not counted and args["sort"] == DEFAULT_SORT:  # the usual list, its SQL built once
+            newest = NEWEST_TASKS.run(
+                user_id=g.user.id, limit=page.page_size, offset=page.first_item
+            )
+            tasks = list(newest.dicts())
         else:
-            pagination_parameters.item_count = tasks[0]["total"] if tasks else query.count()
+            selected = query.select_extend(COUNT_ALL.over().alias("total")) if counted else query
+            selected = selected.order_by(*get_order(args["sort"]))
+            tasks = list(selected.paginate(page.page, page.page_size).dicts())
+        if not counted:
+            page.item_count = g.user.task_count  # kept by triggers
+        else:
+            page.item_count = tasks[0]["total"] if tasks else query.count()
         return tasks
 
     @blp.arguments(TaskSchema())

@@ -247,6 +247,7 @@ def test_responses_are_what_marshmallow_itself_dumps(client, app, auth, alice):
         stored = list(Task.select().order_by(Task.created_at.desc(), Task.id.desc()))
         expected = Schema.dump(TaskSchema(many=True), stored)
     assert listed == expected
+    assert client.get(alice.tasks_url, headers=alice.headers).json == expected[1:]  # live ones
     assert {task["title"] for task in listed} == {"plain", "ünïcode ✓ 任务", "gone"}
     assert [task["deleted_at"] is not None for task in listed] == [True, False, False]
     for task in expected[1:]:
