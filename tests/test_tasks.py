@@ -1,4 +1,5 @@
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -513,3 +514,16 @@ def test_routes_without_users_segment_are_aliases(client, auth):
     assert client.delete(url, headers=alice.headers).status_code == 204
     bob = auth.signup("bob@example.com")
     assert client.get(f"/api/{bob.id}/tasks", headers=alice.headers).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["", "/{id}"])
+def test_an_authenticated_read_takes_two_queries(client, auth, caplog, path):
+    """The token's user and the data: nothing else goes to the database (peewee logs each)."""
+    alice = auth.signup()
+    task = auth.create_task(alice)
+    url = alice.tasks_url + path.format(id=task["id"])
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        response = client.get(url, headers=alice.headers)
+    assert response.status_code == 200
+    queries = [record.getMessage() for record in caplog.records if record.name == "peewee"]
+    assert len(queries) == 2, queries
