@@ -280,22 +280,11 @@ def update_task(task_id, fields):
     if "completed" in fields:
         values["completed_at"] = get_completion_time(fields["completed"], now)
     conditions = [*mine(), Task.id == task_id, *if_match(task_id)]
-    with database.atomic() if "tags" in fields else nullcontext():
-        task = next(iter(Task.update(**values).where(*conditions).returning(Task).execute()), None)
-        if task is None:
-            abort(
-                412 if request.if_match else 404, message=STALE if request.if_match else NOT_FOUND
-            )
-        if "tags" in fields:
-            TaskTag.delete().where(TaskTag.task == task.id).execute()
-            save_tags(task)
+    # One statement: the database's triggers rewrite task_tags if the tags changed.
+    task = next(iter(Task.update(**values).where(*conditions).returning(Task).execute()), None)
+    if task is None:
+        abort(412 if request.if_match else 404, message=STALE if request.if_match else NOT_FOUND)
     return task, {"ETag": quote_etag(get_etag(task))}
-
-
-def save_tags(task):
-    rows = [{"task": task.id, "user": task.user_id, "tag": tag} for tag in task.tags]
-    if rows:
-        TaskTag.insert_many(rows).execute()
 
 
 def create_task(fields, key):
@@ -303,12 +292,11 @@ def create_task(fields, key):
     body = json.dumps(fields, sort_keys=True, default=str)
     request_hash = hashlib.sha256(body.encode()).hexdigest()
     try:
-        with database.atomic() if key or fields["tags"] else nullcontext():
+        with database.atomic() if key else nullcontext():
             if key:
                 claim_key(key, request_hash)
             completed_at = utcnow() if fields["completed"] else None
-            task = Task.create(user=g.user.id, completed_at=completed_at, **fields)
-            save_tags(task)
+            task = Task.create(user=g.user.id, completed_at=completed_at, **fields)  # and its tags
             if key:
                 response = json.dumps(TaskSchema().dump(task))
                 IdempotencyKey.update(response=response).where(*this_key(key)).execute()

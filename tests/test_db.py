@@ -67,13 +67,17 @@ def test_db_upgrade_brings_a_first_version_database_up_to_date(app, runner):
             "INSERT INTO tasks (user_id, title, completed) VALUES ('old', 'old task', TRUE)"
         )
     result = runner.invoke(args=["db", "upgrade"])
-    assert result.output == "Applied: 0001_baseline, 0002_task_features, 0003_task_count.\n"
+    assert result.output == (
+        "Applied: 0001_baseline, 0002_task_features, 0003_task_count, 0004_tag_triggers.\n"
+    )
     assert runner.invoke(args=["db", "upgrade"]).output == "Already up to date.\n"
     with app.app_context():
         task = Task.get(Task.title == "old task")
         assert (task.priority, task.tags, task.deleted_at) == ("none", [], None)
         assert task.completed_at == task.updated_at
         assert User.get_by_id("old").task_count == 1
+        Task.update(tags=["kept", "in step"]).where(Task.id == task.id).execute()
+        assert {tag.tag for tag in TaskTag.select()} == {"kept", "in step"}
 
 
 def test_a_failing_migration_leaves_nothing_behind(app, tmp_path, monkeypatch):
