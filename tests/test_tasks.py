@@ -536,3 +536,7 @@ def test_a_request_takes_two_queries(client, auth, caplog, method, path, body):
     assert response.status_code == 200
     queries = [record.getMessage() for record in caplog.records if record.name == "peewee"]
     assert len(queries) == 2, queries
+    tags = body["tags"] if body else ["old"]
+    for tag, found in [(tags[0], [task["id"]]), ("old", [task["id"]] if not body else [])]:
+        listed = client.get(f"{alice.tasks_url}?tag={tag}", headers=alice.headers).json
+        assert [each["id"] for each in listed] == found
