@@ -127,12 +127,6 @@ class IdempotencyKey(BaseModel):
         primary_key = CompositeKey("user", "idempotency_key")
 
 
-# The queries of the most frequent requests, built once (see Prepared).
+# The two queries of every authenticated read, built once (see Prepared).
 USER_BY_ID = Prepared(User.select().where(User.id == Slot("id")).limit(1))
 TASK_BY_ID = Prepared(Task.of(Slot("user_id")).where(Task.id == Slot("id")).limit(1))
-NEWEST_TASKS = Prepared(
-    Task.of(Slot("user_id"))
-    .order_by(Task.created_at.desc(), Task.id.desc())
-    .limit(Slot("limit"))
-    .offset(Slot("offset"))
-)

@@ -14,7 +14,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from .models import PRIORITIES
+from .models import PRIORITIES, Task
 
 BIGINT_MAX = 2**63 - 1  # the largest task id either database can hold
 SORTABLE = ["created_at", "updated_at", "due_at", "priority", "title"]
@@ -144,8 +144,8 @@ class TaskSchema(Schema):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # JSON keys, and where peewee's rows keep them (the foreign key under its field name)
-        self.sources = {name: "user" if name == "user_id" else name for name in self.dump_fields}
+        # JSON keys (the tasks table's columns), and the peewee field names rows use for them
+        self.sources = {name: Task._meta.columns[name].name for name in self.dump_fields}
         self.times = [
             n for n, field in self.dump_fields.items() if isinstance(field, fields.DateTime)
         ]
