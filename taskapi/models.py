@@ -41,6 +41,8 @@ class TimestampField(DateTimeField):
         return super().db_value(value)
 
     def python_value(self, value):
+        if value is None or isinstance(value, datetime) and value.tzinfo is UTC:
+            return value  # PostgreSQL in UTC: kept cheap, as a page of 50 tasks reads 250 of them
         value = super().python_value(value)
         if isinstance(value, datetime) and value.tzinfo is None:
             return value.replace(tzinfo=UTC)

@@ -83,10 +83,9 @@ class Tasks(MethodView):
         if page.first_item >= BIGINT_MAX:  # OFFSET would fail in SQL; no such page holds a row
             tasks = []
         elif not counted and args["sort"] == DEFAULT_SORT:  # the usual list, its SQL built once
-            newest = NEWEST_TASKS.run(
+            tasks = NEWEST_TASKS.dicts(
                 user_id=g.user.id, limit=page.page_size, offset=page.first_item
             )
-            tasks = list(newest.dicts())
         else:
             selected = query.select_extend(COUNT_ALL.over().alias("total")) if counted else query
             selected = selected.order_by(*get_order(args["sort"]))
