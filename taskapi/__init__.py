@@ -7,7 +7,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from . import auth, db, health, tasks
-from .api import Api
+from .api import Api, JSONProvider
 from .config import load_config
 
 # Swagger UI's own files, from the flask-swagger-ui package, served under /docs/assets.
@@ -17,7 +17,7 @@ SWAGGER_UI_FILES = str(files("flask_swagger_ui") / "dist")
 def create_app(config=None):
     """Build the app from the environment, or from `config` alone (tests pass one)."""
     app = Flask(__name__, static_folder=SWAGGER_UI_FILES, static_url_path="/docs/assets")
-    app.json.sort_keys = False  # fields in their schema's order, and no sort on every response
+    app.json = JSONProvider(app)
     app.config.from_mapping(
         load_config(os.environ if config is None else config, app.instance_path)
     )

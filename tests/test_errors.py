@@ -104,3 +104,26 @@ def test_database_unreachable_is_503():
     assert_error_shape(response, 503)
     assert response.json["message"] == "The database is unavailable; try again shortly."
     assert json.dumps(response.json).count("127.0.0.1") == 0
+
+
+def test_an_error_quoting_a_lone_surrogate_is_still_json(client, auth):
+    """orjson refuses unpaired surrogates; an error naming such an unknown field must still be
+    a 422 (written by the standard library instead), not a 500."""
+    alice = auth.signup()
+    body = '{"title": "ok", "\\ud800": 1}'
+    response = client.post(
+        alice.tasks_url, data=body, content_type="application/json", headers=alice.headers
+    )
+    assert_error_shape(response, 422)
+    assert response.json["errors"]["json"]["\ud800"] == ["Unknown field."]
+    assert b"\\ud800" in response.data
+
+
+def test_responses_are_compact_utf8_json(client, auth):
+    alice = auth.signup()
+    body = {"title": "ünïcode ✓ 任务"}
+    response = client.post(alice.tasks_url, json=body, headers=alice.headers)
+    assert response.status_code == 201
+    assert response.json["title"] == "ünïcode ✓ 任务"
+    assert "ünïcode ✓ 任务".encode() in response.data
+    assert b'{"id":' in response.data  # no spaces, fields in the schema's order
