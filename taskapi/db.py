@@ -78,11 +78,6 @@ class Prepared:
         self.query = query
         self.sql: dict[type, tuple[str, list[Any]]] = {}
 
-    def run(self, **values: Any) -> Any:
-        """The query with these values in its slots: a peewee raw query, models by default."""
-        sql, params = self.get_sql(values)
-        return self.query.model.raw(sql, *params)
-
     def dicts(self, **values: Any) -> list[dict[str, Any]]:
         """The rows as `.dicts()` gives them, each value through its field's python_value, but
         without peewee's work per query and per row (resolving the columns, calls per row)."""
@@ -103,8 +98,13 @@ class Prepared:
         return sql, [values[param] if isinstance(param, SlotName) else param for param in params]
 
     def first(self, **values: Any) -> Any:
-        """The first row, as a model; None if there is none."""
-        return next(iter(self.run(**values)), None)
+        """The first row as a model, built as peewee's own cursor builds one; None if none."""
+        rows = self.dicts(**values)
+        if not rows:
+            return None
+        model = self.query.model(__no_default__=True, **rows[0])
+        model._dirty.clear()  # as read from the database: nothing to save
+        return model
 
 
 def open_database(config: dict[str, Any]) -> Database:
