@@ -78,7 +78,7 @@ class Tasks(MethodView):
     @blp.paginate(page_size=100, max_page_size=500)
     def get(self, args, user_id, pagination_parameters):
         """List the user's tasks, filtered and sorted (newest first by default)."""
-        query, counted, page = get_tasks(args), is_filtered(args), pagination_parameters
+        counted, page = is_filtered(args), pagination_parameters
         # Rows as dicts: no model objects to build, and TaskSchema dumps them as they are.
         if page.first_item >= BIGINT_MAX:  # OFFSET would fail in SQL; no such page holds a row
             tasks = []
@@ -87,13 +87,14 @@ class Tasks(MethodView):
                 user_id=g.user.id, limit=page.page_size, offset=page.first_item
             )
         else:
-            selected = query.select_extend(COUNT_ALL.over().alias("total")) if counted else query
-            selected = selected.order_by(*get_order(args["sort"]))
+            selected = get_tasks(args).order_by(*get_order(args["sort"]))
+            if counted:
+                selected = selected.select_extend(COUNT_ALL.over().alias("total"))
             tasks = list(selected.paginate(page.page, page.page_size).dicts())
         if not counted:
             page.item_count = g.user.task_count  # kept by triggers
         else:
-            page.item_count = tasks[0]["total"] if tasks else query.count()
+            page.item_count = tasks[0]["total"] if tasks else get_tasks(args).count()
         return tasks
 
     @blp.arguments(TaskSchema())
