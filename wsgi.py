@@ -92,7 +92,10 @@ def fork_worker(sock, threads):
     signal.signal(signal.SIGTERM, stop_worker)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
-        waitress.serve(app, sockets=[sock], threads=threads, ident="taskapi")
+        server = waitress.create_server(app, sockets=[sock], threads=threads, ident="taskapi")
+        app.extensions["password_gate"].serve_with(server.task_dispatcher, threads)
+        server.print_listen("Serving on http://{}:{}")
+        server.run()
     except SystemExit:
         pass  # stopped before it began serving
     except BaseException:
@@ -104,6 +107,7 @@ def fork_worker(sock, threads):
 def stop_worker(signum, frame):
     """waitress stops on SystemExit: it closes the socket and lets busy threads finish."""
     signal.signal(signum, signal.SIG_IGN)
+    app.extensions["password_gate"].serve_with(None, 0)  # its pool is shrinking to nothing
     raise SystemExit
 
 

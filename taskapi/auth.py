@@ -5,6 +5,7 @@ import logging
 import multiprocessing
 import threading
 import uuid
+from contextlib import contextmanager
 
 import bcrypt
 import jwt
@@ -59,7 +60,7 @@ PUBLIC = {
 BAD_CREDENTIALS = "Invalid email or password."
 PASSWORD_ROUTES = {"auth.signup", "auth.signin", "auth.change_password", "auth.delete_account"}
 TOO_MANY = "Too many attempts; wait for the time in Retry-After, then try again."
-BUSY = "Too many sign-ins at once; try again in a second."
+BUSY = "Too many sign-ins at once; try again in a moment."
 KEYS_UNAVAILABLE = "The sign-in provider's keys cannot be fetched; try again shortly."
 
 # Storage and on/off come from the RATELIMIT_* settings (see config.py).
@@ -100,24 +101,58 @@ def init_app(app):
 
 class PasswordGate:
     """bcrypt holds a core for a quarter of a second at cost 12. At most `concurrency` hashes
-    run at once, across the processes forked from this one (a process-shared semaphore), and
-    a few requests per process wait for one. Beyond that, a request to a password route
-    answers 503 before anything else is done for it (no body parsed, no query): a flood of
-    them then costs little and leaves threads and cores to the other routes."""
+    run at once, across the processes forked from this one (a process-shared semaphore); a
+    password request waits up to WAIT_SECONDS for its turn, then answers 503 with Retry-After.
+
+    A waiting request must not hold one of the few threads the other routes run on: under
+    wsgi.py (`serve_with`), waitress's pool grows by one thread for each admitted password
+    request, for as long as it lasts. A flood then costs sleeping threads, not cores or
+    turns, and its clients wait instead of retrying at once. Past WAITING_MAX per process, a
+    password request answers 503 before anything is done for it."""
+
+    WAIT_SECONDS = 5
+    WAITING_MAX = 64
 
     def __init__(self, concurrency):
         self.slots = multiprocessing.BoundedSemaphore(concurrency)
-        self.admitted = threading.BoundedSemaphore(max(4, 2 * concurrency))
+        self.admitted = threading.BoundedSemaphore(self.WAITING_MAX)
+        self.lock = threading.Lock()
+        self.lent = 0
+        self.server = None  # (waitress's task dispatcher, its own thread count)
+
+    def serve_with(self, dispatcher, threads):
+        """Lend threads to password requests from this waitress pool (None: stop lending)."""
+        with self.lock:
+            self.server = (dispatcher, threads) if dispatcher else None
 
     def admit(self):
         if request.endpoint in PASSWORD_ROUTES:
             if not self.admitted.acquire(blocking=False):
                 abort(503, message=BUSY, headers={"Retry-After": "1"})
             g.admitted = True
+            self.lend_thread(1)
 
     def release(self, exception=None):
         if g.pop("admitted", False):
+            self.lend_thread(-1)
             self.admitted.release()
+
+    def lend_thread(self, change):
+        with self.lock:
+            self.lent += change
+            if self.server:
+                dispatcher, threads = self.server
+                dispatcher.set_thread_count(threads + self.lent)
+
+    @contextmanager
+    def turn(self):
+        """One of the `concurrency` hashing slots, or 503 after WAIT_SECONDS."""
+        if not self.slots.acquire(timeout=self.WAIT_SECONDS):
+            abort(503, message=BUSY, headers={"Retry-After": "1"})
+        try:
+            yield
+        finally:
+            self.slots.release()
 
 
 class ProxyFixFrom(ProxyFix):
@@ -229,7 +264,7 @@ def token_response(user):
 
 def hash_password(password):
     salt = bcrypt.gensalt(current_app.config["BCRYPT_ROUNDS"])
-    with current_app.extensions["password_gate"].slots:
+    with current_app.extensions["password_gate"].turn():
         return bcrypt.hashpw(password.encode(), salt).decode()
 
 
@@ -238,7 +273,7 @@ def check_password(password, password_hash):
     password), so the answer's timing does not tell whether the email exists."""
     dummy = get_dummy_hash(current_app.config["BCRYPT_ROUNDS"])
     close_db()  # the database is done with: hand the connection back while bcrypt runs
-    with current_app.extensions["password_gate"].slots:
+    with current_app.extensions["password_gate"].turn():
         matches = bcrypt.checkpw(password.encode(), (password_hash or dummy).encode())
     return matches and password_hash is not None
 

@@ -152,9 +152,12 @@ def bind_free_port(make_server):
 def serving(app):
     """The app behind a real multi-threaded waitress server on a free port."""
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    gate = app.extensions["password_gate"]
+    gate.serve_with(server.task_dispatcher, 8)  # as wsgi.py does
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"
+    gate.serve_with(None, 0)
     try:
         server.trigger.pull_trigger(server.close)  # in the loop's thread, not under its select()
     except OSError:  # the loop already closed its trigger pipe: nothing is left to wake

@@ -1,13 +1,14 @@
 import os
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 import redis
 import requests
 
-from taskapi.auth import TOO_MANY
+from taskapi.auth import BUSY, TOO_MANY, PasswordGate
 
 from .conftest import serving
 
@@ -97,29 +98,54 @@ def test_limits_are_shared_through_redis(make_app):
     assert_too_many(signin(second, email))
 
 
-def test_a_signin_flood_is_shed_and_leaves_room_for_reads(make_app):
-    """One hash at a time, a few waiting: the rest answer 503 at once, and a read is served
-    while the admitted sign-ins are still hashing, not after them."""
+def timed(send, *args, **kwargs):
+    response = send(*args, timeout=60, **kwargs)
+    return response, time.monotonic()
+
+
+def flood(make_app, signins, admitted=None):
+    """`signins` sign-ins at once against one hash at a time, and a read sent just after
+    them: the read's answer, and each sign-in's answer with the time it came."""
     app = make_app(BCRYPT_CONCURRENCY="1", BCRYPT_ROUNDS="12")
+    if admitted:
+        app.extensions["password_gate"].admitted = threading.BoundedSemaphore(admitted)
     body = {"email": "flood@x.io", "password": "right password"}
     user = app.test_client().post("/api/auth/signup", json=body).json
     read_url = f"/api/users/{user['user']['id']}/tasks"
     headers = {"Authorization": f"Bearer {user['access_token']}"}
-
-    def timed(send, *args, **kwargs):
-        response = send(*args, timeout=60, **kwargs)
-        return response, time.monotonic()
-
-    with serving(app) as base, ThreadPoolExecutor(max_workers=24) as pool:
+    with serving(app) as base, ThreadPoolExecutor(max_workers=signins) as pool:
+        started = time.monotonic()
         signin = (timed, requests.post, f"{base}/api/auth/signin")
-        signins = [pool.submit(*signin, json=body) for _ in range(16)]
+        results = [pool.submit(*signin, json=body) for _ in range(signins)]
         time.sleep(0.1)
-        read, read_done = timed(requests.get, base + read_url, headers=headers)
-        results = [future.result() for future in signins]
+        read = timed(requests.get, base + read_url, headers=headers)
+        results = [(response, done - started) for response, done in map(Future.result, results)]
+    return (read[0], read[1] - started), results
+
+
+def test_a_signin_flood_waits_its_turn_and_leaves_room_for_reads(make_app):
+    """Each sign-in waits for the one hash at a time, on a thread lent for it, so a read
+    is served while they wait, not after them; those still waiting after WAIT_SECONDS get
+    503 with Retry-After."""
+    (read, read_done), results = flood(make_app, signins=32)
     assert read.status_code == 200
-    statuses = [response.status_code for response, _ in results]
-    assert set(statuses) == {200, 503}
-    shed = next(response for response, _ in results if response.status_code == 503)
-    assert (shed.headers["Retry-After"], shed.json()["code"]) == ("1", 503)
-    # Queued behind the flood it would come after most of them; it comes before the second.
-    assert read_done < sorted(done for response, done in results if response.status_code == 200)[1]
+    signed_in = sorted(done for response, done in results if response.status_code == 200)
+    assert read_done < signed_in[1]  # queued behind the flood it would come after all of them
+    shed = [(response, done) for response, done in results if response.status_code != 200]
+    assert shed, "32 hashes of a quarter second cannot all fit in the wait"
+    for response, done in shed:
+        assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
+        assert response.json()["message"] == BUSY
+        assert done >= PasswordGate.WAIT_SECONDS  # it waited for a turn, then gave up
+    assert len(signed_in) + len(shed) == 32
+
+
+def test_password_requests_past_the_waiting_room_are_refused_at_once(make_app):
+    (read, _), results = flood(make_app, signins=8, admitted=2)
+    assert read.status_code == 200
+    statuses = sorted(response.status_code for response, _ in results)
+    assert statuses.count(200) >= 2 and 503 in statuses
+    first_signed_in = min(done for response, done in results if response.status_code == 200)
+    for response, done in results:
+        if response.status_code == 503:
+            assert done < first_signed_in  # before any hash had finished
