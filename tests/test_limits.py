@@ -113,13 +113,20 @@ def flood(make_app, signins, admitted=None):
     user = app.test_client().post("/api/auth/signup", json=body).json
     read_url = f"/api/users/{user['user']['id']}/tasks"
     headers = {"Authorization": f"Bearer {user['access_token']}"}
-    with serving(app) as base, ThreadPoolExecutor(max_workers=signins) as pool:
-        started = time.monotonic()
-        signin = (timed, requests.post, f"{base}/api/auth/signin")
-        results = [pool.submit(*signin, json=body) for _ in range(signins)]
-        time.sleep(0.1)
-        read = timed(requests.get, base + read_url, headers=headers)
-        results = [(response, done - started) for response, done in map(Future.result, results)]
+    with serving(app) as base:
+        threads = threading.active_count()
+        with ThreadPoolExecutor(max_workers=signins) as pool:
+            started = time.monotonic()
+            signin = (timed, requests.post, f"{base}/api/auth/signin")
+            results = [pool.submit(*signin, json=body) for _ in range(signins)]
+            time.sleep(0.1)
+            read = timed(requests.get, base + read_url, headers=headers)
+            results = [(response, done - started) for response, done in map(Future.result, results)]
+        for _ in range(50):  # the threads lent to the sign-ins go back as they end
+            if threading.active_count() <= threads:
+                break
+            time.sleep(0.1)
+        assert threading.active_count() == threads
     return (read[0], read[1] - started), results
 
 
