@@ -106,9 +106,10 @@ class PasswordGate:
 
     A waiting request must not hold one of the few threads the other routes run on: under
     wsgi.py (`serve_with`), waitress's pool grows by one thread for each admitted password
-    request, for as long as it lasts. A flood then costs sleeping threads, not cores or
-    turns, and its clients wait instead of retrying at once. Past WAITING_MAX per process, a
-    password request answers 503 before anything is done for it."""
+    request, for as long as it lasts. A flood then costs sleeping threads, and its clients
+    wait for an answer instead of resending at once after a quick 503 (whose CPU the hashes
+    and the reads needed). Past WAITING_MAX per process, a password request answers 503
+    before anything is done for it."""
 
     WAIT_SECONDS = 5
     WAITING_MAX = 64
