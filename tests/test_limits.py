@@ -134,17 +134,17 @@ def test_a_signin_flood_waits_its_turn_and_leaves_room_for_reads(make_app):
     """Each sign-in waits for the one hash at a time, on a thread lent for it, so a read
     is served while they wait, not after them; those still waiting after WAIT_SECONDS get
     503 with Retry-After."""
-    (read, read_done), results = flood(make_app, signins=32)
+    (read, read_done), results = flood(make_app, signins=48)
     assert read.status_code == 200
     signed_in = sorted(done for response, done in results if response.status_code == 200)
     assert read_done < signed_in[1]  # queued behind the flood it would come after all of them
     shed = [(response, done) for response, done in results if response.status_code != 200]
-    assert shed, "32 hashes of a quarter second cannot all fit in the wait"
+    assert shed, "48 hashes at cost 12 (0.15 s or more each) cannot all fit in the wait"
     for response, done in shed:
         assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
         assert response.json()["message"] == BUSY
         assert done >= PasswordGate.WAIT_SECONDS  # it waited for a turn, then gave up
-    assert len(signed_in) + len(shed) == 32
+    assert len(signed_in) + len(shed) == 48
 
 
 def test_password_requests_past_the_waiting_room_are_refused_at_once(make_app):
