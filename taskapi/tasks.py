@@ -174,9 +174,7 @@ class TaskById(MethodView):
         now = utcnow()
         query = Task.update(deleted_at=now, updated_at=now)
         if not query.where(*mine(), Task.id == task_id, *if_match(task_id)).execute():
-            abort(
-                412 if request.if_match else 404, message=STALE if request.if_match else NOT_FOUND
-            )
+            abort_missing()
         retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
         Task.delete().where(Task.user == g.user.id, Task.deleted_at < now - retention).execute()
 
@@ -292,7 +290,7 @@ def update_task(task_id, fields):
     # One statement: the database's triggers rewrite task_tags if the tags changed.
     task = next(iter(Task.update(**values).where(*conditions).returning(Task).execute()), None)
     if task is None:
-        abort(412 if request.if_match else 404, message=STALE if request.if_match else NOT_FOUND)
+        abort_missing()
     return task, {"ETag": quote_etag(get_etag(task))}
 
 
