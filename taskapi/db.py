@@ -77,17 +77,19 @@ class Prepared:
     def __init__(self, query: Any) -> None:
         self.query = query
         self.sql: dict[type, tuple[str, list[Any]]] = {}
+        fields = query._returning  # model fields only (Task.select()), in the SQL's order
+        self.names = [field.name for field in fields]
+        self.converters = [field.python_value for field in fields]
 
     def dicts(self, **values: Any) -> list[dict[str, Any]]:
         """The rows as `.dicts()` gives them, each value through its field's python_value, but
         without peewee's work per query and per row (resolving the columns, calls per row)."""
-        fields = self.query._returning  # model fields only (Task.select()), in the SQL's order
-        names = [field.name for field in fields]
-        converters = [field.python_value for field in fields]
         rows = []
         for row in database.execute_sql(*self.get_sql(values)).fetchall():
-            converted = [convert(value) for convert, value in zip(converters, row, strict=True)]
-            rows.append(dict(zip(names, converted, strict=True)))
+            converted = [
+                convert(value) for convert, value in zip(self.converters, row, strict=True)
+            ]
+            rows.append(dict(zip(self.names, converted, strict=True)))
         return rows
 
     def get_sql(self, values: dict[str, Any]) -> tuple[str, list[Any]]:
