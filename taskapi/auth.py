@@ -129,7 +129,7 @@ class PasswordGate:
     def admit(self):
         if request.endpoint in PASSWORD_ROUTES:
             if not self.admitted.acquire(blocking=False):
-                abort(503, message=BUSY, headers={"Retry-After": "1"})
+                refuse_busy()
             g.admitted = True
             self.lend_thread(1)
 
@@ -149,11 +149,15 @@ class PasswordGate:
     def turn(self):
         """One of the `concurrency` hashing slots, or 503 after WAIT_SECONDS."""
         if not self.slots.acquire(timeout=self.WAIT_SECONDS):
-            abort(503, message=BUSY, headers={"Retry-After": "1"})
+            refuse_busy()
         try:
             yield
         finally:
             self.slots.release()
+
+
+def refuse_busy():
+    abort(503, message=BUSY, headers={"Retry-After": "1"})
 
 
 class ProxyFixFrom(ProxyFix):
