@@ -4,9 +4,8 @@ import os
 from importlib.resources import files
 
 from flask import Flask
-from flask_cors import CORS
 
-from . import auth, db, health, tasks
+from . import auth, db, edge, health, tasks
 from .api import Api, JSONProvider
 from .config import load_config
 
@@ -22,15 +21,8 @@ def create_app(config=None):
         load_config(os.environ if config is None else config, app.instance_path)
     )
     db.init_app(app)
-    CORS(
-        app,
-        origins=app.config["CORS_ORIGINS"],
-        supports_credentials=app.config["CORS_ALLOW_CREDENTIALS"],
-        allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
-        expose_headers=["X-Pagination", "ETag", "Location", "Retry-After", "X-Request-ID"],
-        max_age=600,
-    )
     api = Api(app)  # first: its hooks time and label every request, the refused ones too
+    edge.init_app(app)  # CORS, proxies, rate limits, the password gate: before the token check
     auth.init_app(app)
     for blueprint in (auth.blp, tasks.blp, health.blp):
         api.register_blueprint(blueprint)

@@ -133,6 +133,9 @@ def finish_request(response):
     response.headers["X-Request-ID"] = request_id
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
+    # What CORS answers depends on Origin, so no cache may give one origin's answer to another.
+    vary = response.headers.get("Vary")
+    response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
     response.headers["Content-Security-Policy"] = DOCS_POLICY if docs else API_POLICY
     if "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"

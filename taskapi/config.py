@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 
 from limits import parse_many
 
-ORIGIN = re.compile(r"https?://[^/\s]+")
+HOST = r"[a-z0-9-]+(\.[a-z0-9-]+)*"
+# scheme://host[:port], the host a name, an IPv6 address in brackets, or *.domain (one label).
+ORIGIN = re.compile(rf"https?://({HOST}|\[[0-9a-f:.]+\]|\*\.[a-z0-9-]+\.{HOST})(:[0-9]{{1,5}})?")
 
 
 class ConfigError(Exception):
@@ -97,10 +99,13 @@ def parse_secret(name: str, value: str) -> str:
 
 
 def parse_origins(name: str, value: str) -> list[str]:
-    origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+    origins = [origin.strip().rstrip("/").lower() for origin in value.split(",") if origin.strip()]
     for origin in origins:
         if not ORIGIN.fullmatch(origin):
-            raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+            raise ValueError(
+                f"{origin!r} is not an origin like https://app.example.com "
+                "(or https://*.example.com for its subdomains)"
+            )
     return origins
 
 

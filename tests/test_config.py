@@ -100,3 +100,18 @@ def test_production_entry_point_refuses_to_start_with_one_clear_line(tmp_path):
         .startswith("taskapi: cannot start: BETTER_AUTH_SECRET: too short (9 characters)")
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://*.com",
+        "https://*",
+        "https://app.example.com/path",
+        "https://a|b.com",
+        "https://a.*.com",
+    ],
+)
+def test_origins_are_origins_or_one_wildcard_label(tmp_path, origin):
+    with pytest.raises(ConfigError, match="CORS_ORIGINS: .* is not an origin"):
+        load_config({"BETTER_AUTH_SECRET": SECRET, "CORS_ORIGINS": origin}, str(tmp_path))
