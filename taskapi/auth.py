@@ -11,9 +11,9 @@ from marshmallow import ValidationError
 from peewee import IntegrityError, fn
 
 from .api import Blueprint, abort
-from .db import close_db
-from .edge import limit_per_address, limit_per_email
-from .models import USER_BY_ID, User
+from .db import close_db, database
+from .edge import issue_device_token, limit_per_address, limit_signin
+from .models import USER_BY_ID, DeletedUser, User, utcnow
 from .schemas import (
     AccountDeleteSchema,
     CredentialsSchema,
@@ -83,18 +83,18 @@ def signup(fields):
 
 @blp.post("/auth/signin")
 @limit_per_address
-@limit_per_email
 @blp.arguments(CredentialsSchema())
 @blp.response(200, TokenSchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @blp.doc(security=[])
 def signin(credentials):
-    """Exchange an email and password for a token."""
+    """Exchange an email and password for a token; send the device_token you were given."""
+    device_token = limit_signin(credentials["email"], credentials.get("device_token"))
     user = User.get_or_none(fn.lower(User.email) == credentials["email"])
     if not check_password(credentials["password"], user and user.password_hash):
         abort(401, message=BAD_CREDENTIALS)
-    return token_response(user)
+    return token_response(user, device_token)
 
 
 @blp.get("/auth/me")
@@ -135,8 +135,14 @@ def change_password(fields):
 def delete_account(fields, user_id):
     """Delete the account and all its tasks; accounts with a password must send it."""
     if g.user.password_hash is not None:
-        confirm_password(fields.get("password", ""))
-    User.delete().where(User.id == g.user.id).execute()  # tasks go with it (ON DELETE CASCADE)
+        if "password" not in fields:
+            abort(422, errors={"json": {"password": ["Missing data for required field."]}})
+        confirm_password(fields["password"])
+    with database.atomic():
+        User.delete().where(User.id == g.user.id).execute()  # tasks go too (ON DELETE CASCADE)
+        DeletedUser.insert(id=g.user.id, deleted_at=utcnow()).on_conflict(
+            conflict_target=[DeletedUser.id], preserve=[DeletedUser.deleted_at]
+        ).execute()
 
 
 def confirm_password(password):
@@ -146,7 +152,7 @@ def confirm_password(password):
         abort(403, message="The password is wrong.")
 
 
-def token_response(user):
+def token_response(user, device_token=None):
     config = current_app.config
     token = issue_token(user.id, user.email, config["BETTER_AUTH_SECRET"], config["JWT_EXPIRES_IN"])
     return {
@@ -154,6 +160,7 @@ def token_response(user):
         "access_token": token,
         "token_type": "bearer",
         "expires_in": config["JWT_EXPIRES_IN"],
+        "device_token": device_token or issue_device_token(user.email),
     }
 
 
@@ -199,6 +206,7 @@ def get_token_claims():
             config["JWT_ISSUER"],
             config["JWT_AUDIENCE"],
             current_app.extensions["jwks"],
+            config["JWT_EXPIRES_IN"],
         )
     except KeysUnavailable as error:
         # The frontend is down or slow: the token may well be good, so this is not a 401.
@@ -216,7 +224,7 @@ def get_or_provision_user(claims):
     user = USER_BY_ID.first(id=user_id)
     if user is not None:
         return user
-    if claims.get("iss") == ISSUER:
+    if claims.get("iss") == ISSUER or was_deleted_before(user_id, claims):
         reject_token("The token's account no longer exists.")
     try:
         fields = TokenUserSchema().load(claims)
@@ -228,6 +236,16 @@ def get_or_provision_user(claims):
     if user is None:
         abort(409, message="The token's email is already registered to another account.")
     return user
+
+
+def was_deleted_before(user_id, claims):
+    """Whether the account was deleted after this token was issued (or the token does not say
+    when it was); a token issued after the deletion comes from a new sign-in on the frontend."""
+    deleted = DeletedUser.get_or_none(DeletedUser.id == user_id)
+    if deleted is None:
+        return False
+    issued_at = claims.get("iat")
+    return not isinstance(issued_at, int) or issued_at <= deleted.deleted_at.timestamp()
 
 
 def reject_token(message, description=None):

@@ -51,9 +51,12 @@ def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any
         "MAX_CONTENT_LENGTH": read("MAX_CONTENT_LENGTH", 65536, integer(minimum=1024)),
         "TOMBSTONE_RETENTION_DAYS": read("TOMBSTONE_RETENTION_DAYS", 30, integer(minimum=1)),
         "RATELIMIT_ENABLED": read("RATELIMIT_ENABLED", True, parse_bool),
-        "RATELIMIT_STORAGE_URI": read("RATELIMIT_STORAGE_URI", "memory://", parse_storage_uri),
+        "RATELIMIT_STORAGE_URI": read("RATELIMIT_STORAGE_URI", "database://", parse_storage_uri),
         "AUTH_RATE_LIMIT": read("AUTH_RATE_LIMIT", "20/minute", parse_rate_limit),
-        "SIGNIN_EMAIL_RATE_LIMIT": read("SIGNIN_EMAIL_RATE_LIMIT", "10/minute", parse_rate_limit),
+        "SIGNIN_EMAIL_RATE_LIMIT": read(
+            "SIGNIN_EMAIL_RATE_LIMIT", "10/minute;100/day", parse_rate_limit
+        ),
+        "SIGNIN_DEVICE_RATE_LIMIT": read("SIGNIN_DEVICE_RATE_LIMIT", "10/minute", parse_rate_limit),
         "TRUSTED_PROXIES": read("TRUSTED_PROXIES", 0, parse_proxies),
     }
     if not environ.get("BETTER_AUTH_SECRET"):
@@ -144,8 +147,8 @@ def parse_rate_limit(name: str, value: str) -> str:
 
 
 def parse_storage_uri(name: str, value: str) -> str:
-    if urlsplit(value).scheme not in {"memory", "redis", "rediss", "redis+unix"}:
-        raise ValueError(f"{value!r} is not memory:// or redis://host:6379")
+    if urlsplit(value).scheme not in {"database", "memory", "redis", "rediss", "redis+unix"}:
+        raise ValueError(f"{value!r} is not database://, memory:// or redis://host:6379")
     return value
 
 

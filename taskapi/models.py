@@ -8,6 +8,7 @@ from peewee import (
     BooleanField,
     CompositeKey,
     DateTimeField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -127,6 +128,27 @@ class IdempotencyKey(BaseModel):
     class Meta:
         table_name = "idempotency_keys"
         primary_key = CompositeKey("user", "idempotency_key")
+
+
+class DeletedUser(BaseModel):
+    """An account deleted here: a frontend token issued before this cannot bring it back."""
+
+    id = TextField(primary_key=True)
+    deleted_at = TimestampField(default=utcnow)
+
+    class Meta:
+        table_name = "deleted_users"
+
+
+class RateLimit(BaseModel):
+    """One rate-limit window (see edge.DatabaseStorage)."""
+
+    key = TextField(primary_key=True)
+    hits = IntegerField()
+    expires_at = DoubleField()  # seconds since the epoch
+
+    class Meta:
+        table_name = "rate_limits"
 
 
 # The two queries of every authenticated read, built once (see Prepared).

@@ -78,9 +78,18 @@ def at_most_72_bytes(password):
         raise ValidationError("Must be at most 72 bytes in UTF-8 (bcrypt's limit).")
 
 
+DEVICE_TOKEN = (
+    "Given with every token response: send it with this device's next sign-ins, so a stranger "
+    "guessing the account's password from elsewhere never locks this device out."
+)
+
+
 class CredentialsSchema(Schema):
     email = Email(required=True)
     password = Text(required=True, validate=at_most_72_bytes, load_only=True)
+    device_token = Text(
+        load_only=True, validate=validate.Length(max=500), metadata={"description": DEVICE_TOKEN}
+    )
 
 
 def new_password():
@@ -96,6 +105,9 @@ class SignupSchema(CredentialsSchema):
     password = new_password()
     name = Text(strip=True, allow_none=True, validate=validate.Length(max=100))
 
+    class Meta:
+        exclude = ["device_token"]
+
 
 class UserSchema(Schema):
     id = fields.String(dump_only=True)
@@ -109,6 +121,7 @@ class TokenSchema(Schema):
     access_token = fields.String(required=True)
     token_type = fields.String(required=True, metadata={"example": "bearer"})
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds until expiry."})
+    device_token = fields.String(required=True, metadata={"description": DEVICE_TOKEN})
 
 
 class TaskSchema(Schema):

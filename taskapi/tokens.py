@@ -68,16 +68,22 @@ def verify_token(
     issuer: str | None = None,
     audience: str | None = None,
     jwks: jwt.PyJWKClient | None = None,
+    max_lifetime: int = 86400,
 ) -> dict[str, Any]:
     """The claims of a valid token, or jwt.InvalidTokenError; KeysUnavailable when the JWKS
-    is needed and cannot be read.
+    is needed and cannot be read. No token may live longer than `max_lifetime` seconds: one
+    that leaks should not work for years.
 
     A client sends the same token with every request until it expires, and checking it costs
     a fifth of a simple read's CPU, so tokens found valid are remembered: for those only the
     expiry is checked again. Invalid tokens are never remembered."""
     claims = verify_signed_token(token, secret, issuer, audience, jwks)
-    if claims["exp"] <= time.time() - LEEWAY_SECONDS:  # as PyJWT decides it
+    now, expires = time.time(), claims["exp"]
+    if expires <= now - LEEWAY_SECONDS:  # as PyJWT decides it
         raise jwt.ExpiredSignatureError("Signature has expired")
+    issued = claims.get("iat", now)
+    if expires - min(issued, now) > max_lifetime + LEEWAY_SECONDS:
+        raise jwt.InvalidTokenError("The token lives longer than this service allows")
     return claims
 
 
@@ -112,9 +118,16 @@ def verify_signed_token(
             issuer=issuer,
             audience=audience,
         )
+    for name in ("exp", "iat", "nbf"):  # PyJWT accepts numeric strings, which compare badly
+        if name in claims and not is_number(claims[name]):
+            raise jwt.InvalidTokenError(f"{name} must be a number")
     if get_user_id(claims) is None:
         raise jwt.MissingRequiredClaimError("sub")
     return claims
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def get_signing_key(jwks: jwt.PyJWKClient, token: str) -> jwt.PyJWK:
@@ -128,9 +141,18 @@ def get_signing_key(jwks: jwt.PyJWKClient, token: str) -> jwt.PyJWK:
 
 
 def get_user_id(claims: dict[str, Any]) -> str | None:
-    """`sub`, else `id`, else `user.id`: where Better Auth puts the id depends on the frontend."""
+    """`sub`, else `id`, else `user.id`: where Better Auth puts the id depends on the frontend.
+    Only printable text: the id is stored, and PostgreSQL cannot store NUL."""
     user = claims.get("user")
     for value in (claims.get("sub"), claims.get("id"), isinstance(user, dict) and user.get("id")):
         if isinstance(value, str) and 0 < len(value) <= MAX_USER_ID_LENGTH:
-            return value
+            return value if value.isprintable() and is_utf8(value) else None
     return None
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # unpaired surrogates, which JSON can carry
+        return False
+    return True

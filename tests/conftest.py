@@ -67,8 +67,8 @@ def make_app(database_url):
         with app.app_context():
             init_db()
             if not made:
-                database.execute_sql("DELETE FROM tasks")
-                database.execute_sql("DELETE FROM users")
+                for table in ("tasks", "users", "deleted_users", "rate_limits"):
+                    database.execute_sql(f"DELETE FROM {table}")
         made.append(app)
         return app
 

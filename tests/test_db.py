@@ -14,12 +14,20 @@ from peewee import (
 
 from taskapi import create_app, db
 from taskapi.db import database, get_applied_migrations, get_migrations, init_db, run_sql, upgrade
-from taskapi.models import IdempotencyKey, Task, TaskTag, User
+from taskapi.models import DeletedUser, IdempotencyKey, RateLimit, Task, TaskTag, User
 
 from .conftest import SECRET, create_postgres_database
 
-TABLES = ["task_tags", "idempotency_keys", "tasks", "users", "schema_migrations"]
-MODELS = [User, Task, TaskTag, IdempotencyKey]
+TABLES = [
+    "task_tags",
+    "idempotency_keys",
+    "tasks",
+    "deleted_users",
+    "rate_limits",
+    "users",
+    "schema_migrations",
+]
+MODELS = [User, Task, TaskTag, IdempotencyKey, DeletedUser, RateLimit]
 # information_schema's name for each peewee column type used by the models.
 POSTGRES_TYPES = {
     "BIGAUTO": "bigint",
@@ -29,6 +37,7 @@ POSTGRES_TYPES = {
     "SMALLINT": "smallint",
     "INT": "integer",
     "TIMESTAMPTZ": "timestamp with time zone",
+    "DOUBLE": "double precision",
 }
 
 
@@ -68,7 +77,8 @@ def test_db_upgrade_brings_a_first_version_database_up_to_date(app, runner):
         )
     result = runner.invoke(args=["db", "upgrade"])
     assert result.output == (
-        "Applied: 0001_baseline, 0002_task_features, 0003_task_count, 0004_tag_triggers.\n"
+        "Applied: 0001_baseline, 0002_task_features, 0003_task_count, 0004_tag_triggers, "
+        "0005_deleted_users_and_rate_limits.\n"
     )
     assert runner.invoke(args=["db", "upgrade"]).output == "Already up to date.\n"
     with app.app_context():

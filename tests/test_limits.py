@@ -156,3 +156,36 @@ def test_password_requests_past_the_waiting_room_are_refused_at_once(make_app):
     for response, done in results:
         if response.status_code == 503:
             assert done < first_signed_in  # before any hash had finished
+
+
+def test_the_owners_device_is_not_locked_out_by_a_stranger(make_app):
+    client = limited_app(make_app, SIGNIN_EMAIL_RATE_LIMIT="3/minute").test_client()
+    body = {"email": "owner@x.io", "password": "right password"}
+    device_token = client.post("/api/auth/signup", json=body).json["device_token"]
+    for number in range(3):
+        assert signin(client, "owner@x.io", address=f"10.0.1.{number}").status_code == 401
+    assert_too_many(signin(client, "owner@x.io", "right password", address="10.0.0.5"))
+    owner = {**body, "device_token": device_token}
+    response = client.post("/api/auth/signin", json=owner, environ_base={"REMOTE_ADDR": "10.0.0.5"})
+    assert response.status_code == 200
+    assert response.json["device_token"] == device_token
+
+
+@pytest.mark.parametrize("whose", ["other account", "forged", "garbage"])
+def test_a_device_token_of_another_account_opens_no_bucket(make_app, whose):
+    client = limited_app(make_app, SIGNIN_EMAIL_RATE_LIMIT="2/minute").test_client()
+    body = {"email": "other@x.io", "password": "right password"}
+    other = client.post("/api/auth/signup", json=body).json["device_token"]
+    token = {"other account": other, "forged": other[:-4] + "AAAA", "garbage": "x" * 40}[whose]
+    attempt = {"email": "victim@x.io", "password": "guess", "device_token": token}
+    statuses = [client.post("/api/auth/signin", json=attempt).status_code for _ in range(3)]
+    assert statuses == [401, 401, 429]
+
+
+def test_a_device_has_a_limit_of_its_own(make_app):
+    client = limited_app(make_app, SIGNIN_DEVICE_RATE_LIMIT="2/minute").test_client()
+    body = {"email": "d@x.io", "password": "right password"}
+    device_token = client.post("/api/auth/signup", json=body).json["device_token"]
+    attempt = {"email": "d@x.io", "password": "wrong", "device_token": device_token}
+    statuses = [client.post("/api/auth/signin", json=attempt).status_code for _ in range(3)]
+    assert statuses == [401, 401, 429]
