@@ -31,27 +31,36 @@ CHROMIUM_ARGS = [
 ]
 PORTS = range(9200, 9300)
 
-Seen = namedtuple("Seen", "method path origin preflight_for")
+Seen = namedtuple(
+    "Seen", "method path origin preflight_for preflight_headers status response_headers"
+)
 Server = namedtuple("Server", "url requests")
 
 
 class Recorder:
-    """WSGI middleware: every request as the server received it, preflights included."""
+    """WSGI middleware: every request as the server received it, preflights included, with the
+    status and headers it was answered with (recorded when the answer starts)."""
 
     def __init__(self, app):
         self.app = app
         self.requests = []
 
     def __call__(self, environ, start_response):
-        self.requests.append(
-            Seen(
-                environ["REQUEST_METHOD"],
-                environ["PATH_INFO"],
-                environ.get("HTTP_ORIGIN"),
-                environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"),
+        def record_answer(status, headers, exc_info=None):
+            self.requests.append(
+                Seen(
+                    environ["REQUEST_METHOD"],
+                    environ["PATH_INFO"],
+                    environ.get("HTTP_ORIGIN"),
+                    environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"),
+                    environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"),
+                    int(status.split()[0]),
+                    dict(headers),
+                )
             )
-        )
-        return self.app(environ, start_response)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, record_answer)
 
 
 def serve_on_free_port(make_server):
