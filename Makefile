@@ -39,7 +39,7 @@ $(VENV)/.installed-e2e: $(VENV)/.installed
 # Development server with the SQLite default: http://$(HOST):$(PORT) and /docs.
 run: install .env
 	$(BIN)/flask --app taskapi init-db
-	$(BIN)/flask --app taskapi run --host $(HOST) --port $(PORT)
+	$(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
 
 # Production: WORKERS waitress processes (default: one a core) on one port, behind nginx;
 # settings from the environment or .env.

@@ -1,5 +1,6 @@
-"""The production entry point: `python wsgi.py --workers 2` runs several waitress processes on one
-port; `waitress-serve --port 8000 wsgi:app` still runs a single one."""
+"""The production entry point: `python wsgi.py --workers 2` runs waitress processes on one port,
+with the service's own waitress settings (taskapi/edge.py). `make run` serves `app` from here with
+Flask's development server, so both log alike."""
 
 import argparse
 import logging
@@ -8,16 +9,27 @@ import signal
 import socket
 import sys
 
-import waitress
 from dotenv import load_dotenv
+from pythonjsonlogger.json import JsonFormatter
 
-from taskapi import create_app
+from taskapi import create_app, edge
 from taskapi.config import ConfigError
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
+
+def configure_logging():
+    """One JSON object per line on stderr: whatever a message holds (a path, a header, a
+    database error), it cannot start a line of its own and pass for another entry."""
+    handler = logging.StreamHandler()
+    fields = "{asctime}{levelname}{name}{process}{message}"
+    names = {"asctime": "time", "levelname": "level", "name": "logger"}
+    handler.setFormatter(JsonFormatter(fields, style="{", rename_fields=names))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
 load_dotenv()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+configure_logging()
 log = logging.getLogger("taskapi.serve")
 try:
     app = create_app()
@@ -33,6 +45,14 @@ def main(argv=None):
     others are stopped and this exits 1, for the supervisor (systemd, the container runtime) to
     restart the service, as after any other crash."""
     args = parse_args(argv)
+    if args.workers > 1 and app.config["RATELIMIT_STORAGE_URI"].startswith("memory:"):
+        log.warning(
+            "RATELIMIT_STORAGE_URI=memory:// counts in each of the %d workers apart, so every "
+            "rate limit lets up to %d times its number through; use database:// (the default) "
+            "or redis:// for limits that hold for the whole service",
+            args.workers,
+            args.workers,
+        )
     sock = socket.create_server((args.host, args.port), backlog=1024)
     # Signals wait until each process has its own handlers: the children's differ from ours.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -92,8 +112,7 @@ def fork_worker(sock, threads):
     signal.signal(signal.SIGTERM, stop_worker)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
-        server = waitress.create_server(app, sockets=[sock], threads=threads, ident="taskapi")
-        app.extensions["password_gate"].serve_with(server.task_dispatcher, threads)
+        server = edge.create_server(app, threads, sockets=[sock])
         server.print_listen("Serving on http://{}:{}")
         server.run()
     except SystemExit:
@@ -113,3 +132,9 @@ def stop_worker(signum, frame):
 
 if __name__ == "__main__":
     sys.exit(main())
+elif sys.argv and os.path.basename(sys.argv[0]) in {"waitress-serve", "gunicorn", "uwsgi"}:
+    log.warning(
+        "%s serves taskapi without its own server settings (body and connection limits, request "
+        "timeout, proxy headers): run `python wsgi.py` instead",
+        os.path.basename(sys.argv[0]),
+    )

@@ -3,7 +3,6 @@ and what every response carries: a request id, security headers and one access-l
 
 import functools
 import http
-import json
 import logging
 import re
 import time
@@ -150,7 +149,7 @@ def finish_request(response):
         "request_id": request_id,
         "user_id": g.user.id if "user" in g else None,
     }
-    access_log.info(json.dumps(line))
+    access_log.info("request", extra=line)
     return response
 
 

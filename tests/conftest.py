@@ -1,19 +1,26 @@
 """Fixtures: the app on SQLite and on a fresh PostgreSQL database, a client, and sign-up helpers."""
 
+import json
 import os
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
-import waitress
 
-from taskapi import create_app
+from taskapi import create_app, edge
 from taskapi.db import database, init_db
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "a-test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # .ci/run sets this: there the PostgreSQL half must run, never be skipped.
@@ -150,10 +157,10 @@ def bind_free_port(make_server):
 
 @contextmanager
 def serving(app):
-    """The app behind a real multi-threaded waitress server on a free port."""
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    """The app behind a real multi-threaded waitress server on a free port, set up as
+    wsgi.py sets up each of its workers."""
+    server = edge.create_server(app, 8, host="127.0.0.1", port=0)
     gate = app.extensions["password_gate"]
-    gate.serve_with(server.task_dispatcher, 8)  # as wsgi.py does
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"
@@ -171,3 +178,55 @@ def live_server(make_app):
     """A real server; the bcrypt gate is opened wide, as races are about the database."""
     with serving(make_app(BCRYPT_CONCURRENCY="32")) as base_url:
         yield base_url
+
+
+def get_free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def start_server(app, database_url, tmp_path):
+    """start(*args, **settings): `python wsgi.py` as production runs it, on a free port of
+    127.0.0.1 and the test database (schema applied by `app`), with these settings; its log
+    (stderr) goes to a file. The process has .url and .log_lines(); all stop after the test."""
+    started = []
+
+    def start(*args, **settings):
+        port = get_free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "BETTER_AUTH_SECRET": SECRET,
+            "BCRYPT_ROUNDS": "4",
+            "PYTHON_DOTENV_DISABLED": "1",  # tests never read .env
+            **settings,
+        }
+        log_path = tmp_path / f"wsgi-{port}.log"
+        command = [sys.executable, "wsgi.py", f"--listen=127.0.0.1:{port}", *args]
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=log)
+        process.url = f"http://127.0.0.1:{port}"
+        process.port = port
+        process.log_lines = lambda: [json.loads(line) for line in log_path.read_text().splitlines()]
+        started.append(process)
+        wait_until_healthy(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_until_healthy(process):
+    for _ in range(100):
+        assert process.poll() is None, "the server exited while starting"
+        try:
+            with urllib.request.urlopen(f"{process.url}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not answer /health within 10 s")

@@ -3,60 +3,16 @@
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import SECRET
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture
-def server(app, database_url):
-    """Two waitress workers on the test database (schema applied by `app`); the process."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "BCRYPT_ROUNDS": "4",
-        "PYTHON_DOTENV_DISABLED": "1",  # tests never read .env
-    }
-    command = [
-        sys.executable,
-        "wsgi.py",
-        "--workers=2",
-        "--threads=4",
-        f"--listen=127.0.0.1:{port}",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    process.url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def wait_until_healthy(process):
-    for _ in range(100):
-        assert process.poll() is None, "the server exited while starting"
-        try:
-            with urllib.request.urlopen(f"{process.url}/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not answer /health within 10 s")
+def server(start_server):
+    """Two waitress workers."""
+    return start_server("--workers=2", "--threads=4")
 
 
 def call(url, body=None, token=None):

@@ -59,9 +59,11 @@ class Client:
     """HTTPS to nginx, trusting the topology's own certificate; one connection per request, so
     threads can share it."""
 
-    def __init__(self, url, ca):
+    def __init__(self, url, ca, source="127.0.0.1"):
+        """source: the client's own address (any of 127.0.0.0/8 reaches nginx on loopback)."""
         self.url = urlsplit(url)
         self.context = ssl.create_default_context(cafile=ca)
+        self.source = source
 
     def request(self, method, path, body=None, token=None, headers=None):
         """The response; status 0 when the connection broke before a whole one came (where a
@@ -73,7 +75,11 @@ class Client:
             headers["Content-Type"] = "application/json"
             body = json.dumps(body)
         connection = http.client.HTTPSConnection(
-            self.url.hostname, self.url.port, context=self.context, timeout=30
+            self.url.hostname,
+            self.url.port,
+            context=self.context,
+            timeout=30,
+            source_address=(self.source, 0),
         )
         try:
             connection.request(method, path, body=body, headers=headers)

@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, Client
+
+FORGED = {"X-Forwarded-For": "127.0.0.3"}  # another client's address, sent through nginx
 
 
 def assert_json_error(response, status):
@@ -104,3 +106,24 @@ def test_body_over_64k_is_refused_by_nginx_in_json(client):
     assert_json_error(response, 413)
     assert response.json["message"] == "The request body is too large."  # nginx's, not the app's
     assert re.fullmatch("[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+def test_each_client_address_has_its_own_bucket_across_both_processes(topology):
+    """Through nginx, the limit counts the address nginx saw, not 127.0.0.1 for everyone and
+    not what a client writes into X-Forwarded-For; both processes count together."""
+    first, second = (
+        Client(topology["TOPOLOGY_URL"], topology["TOPOLOGY_CA"], source)
+        for source in ("127.0.0.2", "127.0.0.3")
+    )
+    incomplete = {"email": "nobody@example.com"}  # refused at once, counted all the same
+    statuses = [first.request("POST", "/api/auth/signin", incomplete).status for _ in range(20)]
+    assert statuses == [422] * 20  # AUTH_RATE_LIMIT, 20 a minute per address
+    over = first.request("POST", "/api/auth/signin", incomplete)
+    assert_json_error(over, 429)
+    assert int(over.headers["retry-after"]) > 0
+    spoofed = first.request("POST", "/api/auth/signin", incomplete, headers=FORGED)
+    assert spoofed.status == 429
+    assert second.request("POST", "/api/auth/signin", incomplete).status == 422
+    with open(topology["TOPOLOGY_ACCESS_LOG"]) as log:
+        upstreams = {line.split(" upstream=")[1].split()[0] for line in log if "signin" in line}
+    assert len(upstreams) == 2, upstreams
