@@ -14,6 +14,8 @@ WORKDIR /app
 
 COPY setup.cfg pyproject.toml README.md schema.sql wsgi.py ./
 COPY taskapi ./taskapi
+# init-db records these as applied, and `flask --app taskapi db upgrade` applies new ones.
+COPY migrations ./migrations
 # Editable, because schema.sql (read by init-db) sits beside the package, not inside it.
 RUN pip install --no-cache-dir --editable . \
     && mkdir instance \
@@ -23,8 +25,10 @@ RUN pip install --no-cache-dir --editable . \
 USER 10001:10001
 # DATABASE_URL defaults to SQLite in /app/instance (mount a volume there to keep it);
 # production passes a postgresql:// URL, BETTER_AUTH_SECRET and CORS_ORIGINS at run time.
-# Eight threads stay within the default PostgreSQL pool (DB_POOL_SIZE + DB_MAX_OVERFLOW = 15).
+# wsgi.py, not waitress-serve: it applies the service's own server settings (body and
+# connection limits, request timeout, proxy headers; taskapi/edge.py). One process per core;
+# eight threads each stay within the default PostgreSQL pool (DB_POOL_SIZE + DB_MAX_OVERFLOW).
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-CMD ["waitress-serve", "--listen=0.0.0.0:8000", "--threads=8", "--ident=taskapi", "wsgi:app"]
+CMD ["python", "wsgi.py", "--listen=0.0.0.0:8000", "--threads=8"]

@@ -60,7 +60,7 @@ TOPOLOGY_CA=$dir/tls.crt
 TOPOLOGY_DATABASE_URL=$database_url
 TOPOLOGY_DIRECT_URL=$direct_url
 TOPOLOGY_ACCESS_LOG=$dir/nginx/access.log
-TOPOLOGY_WAITRESS_PIDS=$(cat "$dir/waitress-${web_ports[0]}.pid") $(cat "$dir/waitress-${web_ports[1]}.pid")
+TOPOLOGY_WAITRESS_PIDS=$(worker_pids)
 EOF
     trap - EXIT
     echo "taskapi is up at https://127.0.0.1:$https_port (CA: $dir/tls.crt; details: $dir/env)"
@@ -125,11 +125,19 @@ start_pgbouncer() {
 
 start_waitress() {
     local port=$1 secret=$2
-    # wsgi.py loads .env, but never over these. TRUSTED_PROXIES=1: nginx's X-Forwarded-For.
-    (cd "$root" && DATABASE_URL=$database_url BETTER_AUTH_SECRET=$secret TRUSTED_PROXIES=1 \
-        exec "$root/.venv/bin/waitress-serve" --listen="127.0.0.1:$port" --threads=8 \
-        --ident=taskapi wsgi:app >"$dir/waitress-$port.log" 2>&1) &
+    # As production runs it (wsgi.py, one worker here: nginx spreads over the two), believing
+    # X-Forwarded-For from nginx's address only. wsgi.py loads .env, but never over these.
+    (cd "$root" && DATABASE_URL=$database_url BETTER_AUTH_SECRET=$secret \
+        TRUSTED_PROXIES=127.0.0.1 exec "$python" wsgi.py --listen="127.0.0.1:$port" --workers=1 \
+        --threads=8 >"$dir/waitress-$port.log" 2>&1) &
     echo $! >"$dir/waitress-$port.pid"
+}
+
+# The worker processes (wsgi.py's children), which serve the requests.
+worker_pids() {
+    for p in "${web_ports[@]}"; do
+        cat "/proc/$(cat "$dir/waitress-$p.pid")/task/$(cat "$dir/waitress-$p.pid")/children"
+    done | xargs
 }
 
 start_nginx() {
