@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from waitress import create_server
 
 from taskapi import create_app
 from taskapi.db import init_db
+from taskapi.edge import create_server
 
 from ..conftest import SECRET
 
@@ -105,7 +105,7 @@ def api(origins, tmp_path_factory):
         init_db()
     app.wsgi_app = recorder = Recorder(app.wsgi_app)
     server, url = serve_on_free_port(
-        lambda port: create_server(app, host="127.0.0.1", port=port, threads=4)
+        lambda port: create_server(app, 4, host="127.0.0.1", port=port)
     )
     threading.Thread(target=server.run, daemon=True).start()
     yield Server(url, recorder.requests)

@@ -11,10 +11,10 @@ from pathlib import Path
 import jwt
 import pytest
 import requests
-from waitress import create_server
 
 from taskapi import create_app
 from taskapi.db import init_db
+from taskapi.edge import create_server
 
 from ..conftest import SECRET, bind_free_port
 
@@ -85,9 +85,7 @@ def api(better_auth, tmp_path_factory):
     )
     with app.app_context():
         init_db()
-    server, port = bind_free_port(
-        lambda port: create_server(app, host="127.0.0.1", port=port, threads=4)
-    )
+    server, port = bind_free_port(lambda port: create_server(app, 4, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{port}"

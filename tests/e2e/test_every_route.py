@@ -135,3 +135,12 @@ def test_task_routes_work_across_origins(call, api, origins, name):
         *[(method, f"{route}/{{task_id}}") for method in ("GET", "PUT", "PATCH", "DELETE")],
         ("PATCH", f"{route}/{{task_id}}/complete"),
     }
+
+
+def test_a_body_over_the_limit_is_a_json_413_the_page_can_read(call):
+    """waitress refuses it before reading it, in the API's shape and with CORS."""
+    answer = call(
+        "POST", "/api/auth/signup", body={"email": "big@example.com", "name": "n" * 70_000}
+    )
+    assert answer["status"] == 413
+    assert answer["body"]["message"] == "The request body is too large."
