@@ -1,8 +1,14 @@
+import base64
+import hashlib
+import hmac
+import json
 import time
 
 import bcrypt
 import jwt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from taskapi.models import Task, User
 from taskapi.tokens import LEEWAY_SECONDS
@@ -458,3 +464,50 @@ def test_signin_with_deeply_nested_json_is_400(client):
     response = client.post("/api/auth/signin", data=body, content_type="application/json")
     assert response.status_code == 400
     assert response.json["message"] == "The JSON body is nested too deeply."
+
+
+NOW = int(time.time())
+TIMES = st.integers(NOW - 10**9, NOW + 10**9)
+CLAIM_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    TIMES,
+    TIMES.map(str),  # numeric strings, which PyJWT lets through
+    st.floats(),
+    st.text(),
+    st.text(st.characters(codec=None, categories=["Cc", "Cs", "Zs", "Ll"])),  # NUL, surrogates
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.sampled_from(["id", "email"]), st.text(), max_size=2),
+)
+CLAIM_NAMES = ["sub", "email", "exp", "iat", "id", "user", "name", "nbf", "iss", "aud"]
+
+
+@st.composite
+def frontend_claims(draw):
+    """A valid frontend token's claims, one to three of them replaced by anything."""
+    claims = {"sub": "fuzzed", "email": "fuzzed@x.io", "exp": NOW + 600, "iat": NOW}
+    for name in draw(st.sets(st.sampled_from(CLAIM_NAMES), min_size=1, max_size=3)):
+        claims[name] = draw(CLAIM_VALUES)
+    return claims
+
+
+def sign_any(claims):
+    """An HS256 token of any claims at all (PyJWT refuses to sign some, such as a numeric iss)."""
+    encode = lambda part: base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=")  # noqa: E731
+    signed = encode({"alg": "HS256", "typ": "JWT"}) + b"." + encode(claims)
+    signature = hmac.new(SECRET.encode(), signed, hashlib.sha256).digest()
+    return (signed + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+
+
+@settings(
+    max_examples=1000,
+    derandomize=True,  # the same examples every run: a failure reproduces, a pass means one thing
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # users provisioned may stay
+)
+@given(claims=frontend_claims())
+def test_no_signed_token_answers_500(client, claims):
+    """Whatever a frontend that holds the secret signs, the answer is a 200, 401 or 409."""
+    response = client.get("/api/auth/me", headers=bearer(sign_any(claims)))
+    assert response.status_code in {200, 401, 409}, (claims, response.json)
