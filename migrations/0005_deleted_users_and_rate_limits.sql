@@ -5,7 +5,7 @@ CREATE TABLE IF NOT EXISTS deleted_users (
     deleted_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 
--- Rate-limit windows, shared by every process of the service (taskapi/edge.py, DatabaseStorage).
+-- Rate-limit windows, shared by every process of the service (taskapi/ratelimits.py, DatabaseStorage).
 CREATE TABLE IF NOT EXISTS rate_limits (
     key        TEXT NOT NULL PRIMARY KEY,
     hits       INTEGER NOT NULL,

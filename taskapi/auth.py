@@ -12,8 +12,8 @@ from peewee import IntegrityError, fn
 
 from .api import Blueprint, abort
 from .db import close_db, database
-from .edge import issue_device_token, limit_per_address, limit_signin
 from .models import USER_BY_ID, DeletedUser, User, utcnow
+from .ratelimits import issue_device_token, limit_per_address, limit_signin
 from .schemas import (
     AccountDeleteSchema,
     CredentialsSchema,

@@ -1,45 +1,25 @@
 """The service's edge, where a request is judged before any view runs: which browser origins
-may call (CORS), which proxies are believed about the client's address, how often a client may
-try a password, and how many password hashes run at once."""
+may call (CORS), which proxies are believed about the client's address, the rate limits
+(ratelimits.py), and the waitress server every way of serving uses: body and connection
+limits, request timeout, its own errors in the API's shape."""
 
 import functools
-import hashlib
-import hmac
-import ipaddress
-import itertools
 import json
-import math
-import multiprocessing
 import re
-import secrets
-import threading
 import time
-from contextlib import contextmanager
 
 import waitress
-from flask import current_app, g, request
 from flask_cors import CORS
-from flask_limiter import Limiter
-from itsdangerous import BadData, URLSafeTimedSerializer
-from limits import parse_many
-from limits.storage import Storage
-from peewee import Case, PeeweeException
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .api import abort
-from .db import ping
-from .models import RateLimit
+from . import ratelimits
 
-PASSWORD_ROUTES = {"auth.signup", "auth.signin", "auth.change_password", "auth.delete_account"}
-TOO_MANY = "Too many attempts; wait for the time in Retry-After, then try again."
-BUSY = "Too many sign-ins at once; try again in a moment."
 # What a browser may send and read across origins: every header the README documents.
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "X-Request-ID"]
 EXPOSED_HEADERS = ["X-Pagination", "ETag", "Location", "Retry-After", "X-Request-ID"]
 ONE_LABEL = "[a-z0-9-]+"
-DEVICE_TOKEN_SECONDS = 365 * 86400
 MAX_HEADER_BYTES = 32 * 1024  # a few tokens' worth; nginx's own limit is lower
 # Keep-alive connections idle this long are closed; nginx's upstream keepalive_timeout is
 # shorter, so nginx never sends a request on a connection waitress is closing.
@@ -56,139 +36,6 @@ ERROR_HEADERS = [
     ("Vary", "Origin"),
 ]
 
-# Storage and on/off come from the RATELIMIT_* settings (see config.py).
-limiter = Limiter(key_func=lambda: get_client_key(), headers_enabled=True)
-limit_per_address = limiter.shared_limit(
-    lambda: current_app.config["AUTH_RATE_LIMIT"], scope="auth", error_message=TOO_MANY
-)
-
-
-def get_client_key():
-    """The client's address, as trust_proxies decided it; an IPv6 client counts by its /64,
-    the block one subscriber gets, or it could try from a new address every time."""
-    address = request.remote_addr or ""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if parsed.version == 6:
-        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
-    return address
-
-
-def limit_signin(email, device_token):
-    """Counts a sign-in attempt on one account, or answers 429; returns the device token if it
-    is valid for this account.
-
-    A device that signed in to the account before (it keeps the device_token it was given) has
-    a bucket of its own; every other attempt on the account shares one. So guessing one
-    account's password from many addresses stays slow, and the owner's device is not locked
-    out by a stranger who fills the shared bucket (OWASP's device cookies)."""
-    config = current_app.config
-    account = get_account_key(email)
-    device = read_device_token(device_token, account)
-    if device:
-        hit(f"signin-device:{device}", config["SIGNIN_DEVICE_RATE_LIMIT"])
-        return device_token
-    hit(f"signin-account:{account}", config["SIGNIN_EMAIL_RATE_LIMIT"])
-    return None
-
-
-def get_account_key(email):
-    """A keyed digest of the email: the counters, and the logs, never hold an address."""
-    secret = current_app.config["BETTER_AUTH_SECRET"].encode()
-    return hmac.new(secret, email.lower().encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def issue_device_token(email):
-    device = {"device": secrets.token_urlsafe(12), "account": get_account_key(email)}
-    return get_device_serializer().dumps(device)
-
-
-def read_device_token(token, account):
-    """The device's id, if the token was issued here for this account and is not too old."""
-    if not token:
-        return None
-    try:
-        device = get_device_serializer().loads(token, max_age=DEVICE_TOKEN_SECONDS)
-    except BadData:
-        return None
-    if not isinstance(device, dict) or device.get("account") != account:
-        return None
-    return device.get("device")
-
-
-def get_device_serializer():
-    return URLSafeTimedSerializer(current_app.config["BETTER_AUTH_SECRET"], salt="device")
-
-
-def hit(key, limits):
-    """One attempt against each of the limits ("10/minute;100/day"), or 429 with Retry-After."""
-    if not current_app.config["RATELIMIT_ENABLED"]:
-        return
-    for limit in parse_many(limits):
-        if not limiter.limiter.hit(limit, key):
-            reset = limiter.limiter.get_window_stats(limit, key).reset_time
-            retry_after = max(1, math.ceil(reset - time.time()))
-            abort(429, message=TOO_MANY, headers={"Retry-After": str(retry_after)})
-
-
-class DatabaseStorage(Storage):
-    """Rate-limit counters in the service's own database (`database://`, the default), so that
-    every process, and every host on the same database, counts together with nothing more to
-    run. Fixed windows: a key's hits, and the moment its window ends, bumped in one statement."""
-
-    STORAGE_SCHEME = ["database"]
-    PURGE_EVERY = 1000  # increments per process between deletions of ended windows
-
-    def __init__(self, uri=None, wrap_exceptions=False, **options):
-        super().__init__(uri, wrap_exceptions, **options)
-        self.increments = itertools.count(1)
-
-    @property
-    def base_exceptions(self):
-        return PeeweeException
-
-    def incr(self, key, expiry, amount=1):
-        now = time.time()
-        if next(self.increments) % self.PURGE_EVERY == 0:
-            RateLimit.delete().where(RateLimit.expires_at <= now).execute()
-        ended = RateLimit.expires_at <= now
-        query = (
-            RateLimit.insert(key=key, hits=amount, expires_at=now + expiry)
-            .on_conflict(
-                conflict_target=[RateLimit.key],
-                update={
-                    RateLimit.hits: Case(None, [(ended, amount)], RateLimit.hits + amount),
-                    RateLimit.expires_at: Case(None, [(ended, now + expiry)], RateLimit.expires_at),
-                },
-            )
-            .returning(RateLimit.hits)
-        )
-        return query.tuples().execute()[0][0]
-
-    def get(self, key):
-        row = self.get_window(key)
-        return row.hits if row else 0
-
-    def get_expiry(self, key):
-        row = self.get_window(key)
-        return row.expires_at if row else time.time()
-
-    def get_window(self, key):
-        now = time.time()
-        return RateLimit.get_or_none(RateLimit.key == key, RateLimit.expires_at > now)
-
-    def check(self):
-        ping()
-        return True
-
-    def reset(self):
-        return RateLimit.delete().execute()
-
-    def clear(self, key):
-        RateLimit.delete().where(RateLimit.key == key).execute()
-
 
 def init_app(app):
     config = app.config
@@ -202,10 +49,7 @@ def init_app(app):
         vary_header=False,  # api.finish_request says Vary: Origin on every response
     )
     trust_proxies(app, config["TRUSTED_PROXIES"])
-    limiter.init_app(app)
-    gate = app.extensions["password_gate"] = PasswordGate(config["BCRYPT_CONCURRENCY"])
-    app.before_request(gate.admit)
-    app.teardown_request(gate.release)
+    ratelimits.init_app(app)
 
 
 def get_origin_pattern(origin):
@@ -233,67 +77,6 @@ class ProxyFixFrom(ProxyFix):
         if environ.get("REMOTE_ADDR") in self.proxies:
             return super().__call__(environ, start_response)
         return self.app(environ, start_response)
-
-
-class PasswordGate:
-    """bcrypt holds a core for a quarter of a second at cost 12. At most `concurrency` hashes
-    run at once, across the processes forked from this one (a process-shared semaphore); a
-    password request waits up to WAIT_SECONDS for its turn, then answers 503 with Retry-After.
-
-    A waiting request must not hold one of the few threads the other routes run on: under
-    wsgi.py (`serve_with`), waitress's pool grows by one thread for each admitted password
-    request, for as long as it lasts. A flood then costs sleeping threads, and its clients
-    wait for an answer instead of resending at once after a quick 503 (whose CPU the hashes
-    and the reads needed). Past WAITING_MAX per process, a password request answers 503
-    before anything is done for it."""
-
-    WAIT_SECONDS = 5
-    WAITING_MAX = 64
-
-    def __init__(self, concurrency):
-        self.slots = multiprocessing.BoundedSemaphore(concurrency)
-        self.admitted = threading.BoundedSemaphore(self.WAITING_MAX)
-        self.lock = threading.Lock()
-        self.lent = 0
-        self.server = None  # (waitress's task dispatcher, its own thread count)
-
-    def serve_with(self, dispatcher, threads):
-        """Lend threads to password requests from this waitress pool (None: stop lending)."""
-        with self.lock:
-            self.server = (dispatcher, threads) if dispatcher else None
-
-    def admit(self):
-        if request.endpoint in PASSWORD_ROUTES:
-            if not self.admitted.acquire(blocking=False):
-                refuse_busy()
-            g.admitted = True
-            self.lend_thread(1)
-
-    def release(self, exception=None):
-        if g.pop("admitted", False):
-            self.lend_thread(-1)
-            self.admitted.release()
-
-    def lend_thread(self, change):
-        with self.lock:
-            self.lent += change
-            if self.server:
-                dispatcher, threads = self.server
-                dispatcher.set_thread_count(threads + self.lent)
-
-    @contextmanager
-    def turn(self):
-        """One of the `concurrency` hashing slots, or 503 after WAIT_SECONDS."""
-        if not self.slots.acquire(timeout=self.WAIT_SECONDS):
-            refuse_busy()
-        try:
-            yield
-        finally:
-            self.slots.release()
-
-
-def refuse_busy():
-    abort(503, message=BUSY, headers={"Retry-After": "1"})
 
 
 def get_server_settings(config, threads):

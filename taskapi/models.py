@@ -141,7 +141,7 @@ class DeletedUser(BaseModel):
 
 
 class RateLimit(BaseModel):
-    """One rate-limit window (see edge.DatabaseStorage)."""
+    """One rate-limit window (see ratelimits.DatabaseStorage)."""
 
     key = TextField(primary_key=True)
     hits = IntegerField()

@@ -8,7 +8,7 @@ import pytest
 import redis
 import requests
 
-from taskapi.edge import BUSY, TOO_MANY, PasswordGate
+from taskapi.ratelimits import BUSY, TOO_MANY, PasswordGate
 
 from .conftest import serving
 
