@@ -244,8 +244,8 @@ def was_deleted_before(user_id, claims):
     deleted = DeletedUser.get_or_none(DeletedUser.id == user_id)
     if deleted is None:
         return False
-    issued_at = claims.get("iat")
-    return not isinstance(issued_at, int) or issued_at <= deleted.deleted_at.timestamp()
+    issued_at = claims.get("iat")  # a number if present (tokens.verify_signed_token)
+    return issued_at is None or issued_at <= deleted.deleted_at.timestamp()
 
 
 def reject_token(message, description=None):
