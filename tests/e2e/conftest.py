@@ -28,6 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Any name under .test reaches this machine, so pages can be served from origins with names.
+    "--host-resolver-rules=MAP *.test 127.0.0.1",
 ]
 PORTS = range(9200, 9300)
 
@@ -90,6 +92,10 @@ def origins():
         server.server_close()
 
 
+def get_wildcard_origin(origin):
+    return origin.replace("127.0.0.1", "*.example.test")
+
+
 @pytest.fixture(scope="session")
 def api(origins, tmp_path_factory):
     """taskapi on waitress with a fresh SQLite file; `api.requests` lists what it received."""
@@ -98,7 +104,8 @@ def api(origins, tmp_path_factory):
             "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('e2e')}/taskapi.db",
             "BETTER_AUTH_SECRET": SECRET,
             "BCRYPT_ROUNDS": "4",
-            "CORS_ORIGINS": origins[0],
+            # and, on the same port as origins[0], any one-label name under example.test
+            "CORS_ORIGINS": f"{origins[0]}, {get_wildcard_origin(origins[0])}",
         }
     )
     with app.app_context():
