@@ -26,6 +26,7 @@ def configure_logging():
     names = {"asctime": "time", "levelname": "level", "name": "logger"}
     handler.setFormatter(JsonFormatter(fields, style="{", rename_fields=names))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.captureWarnings(True)  # Python's warnings too, as JSON lines
 
 
 load_dotenv()
@@ -45,12 +46,12 @@ def main(argv=None):
     others are stopped and this exits 1, for the supervisor (systemd, the container runtime) to
     restart the service, as after any other crash."""
     args = parse_args(argv)
-    if args.workers > 1 and app.config["RATELIMIT_STORAGE_URI"].startswith("memory:"):
+    if app.config["RATELIMIT_STORAGE_URI"].startswith("memory:"):
         log.warning(
-            "RATELIMIT_STORAGE_URI=memory:// counts in each of the %d workers apart, so every "
-            "rate limit lets up to %d times its number through; use database:// (the default) "
-            "or redis:// for limits that hold for the whole service",
-            args.workers,
+            "RATELIMIT_STORAGE_URI=memory:// counts in each process apart: with these %d workers "
+            "(and any other process serving this database) every rate limit lets up to that many "
+            "times its number through; use database:// (the default) or redis:// for limits "
+            "that hold for the whole service",
             args.workers,
         )
     sock = socket.create_server((args.host, args.port), backlog=1024)

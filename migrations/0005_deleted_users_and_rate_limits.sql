@@ -1,5 +1,5 @@
--- An account deleted here stays deleted: a frontend token issued before the deletion cannot
--- bring it back as a new, empty account (taskapi/auth.py, get_or_provision_user).
+-- An account deleted here stays deleted: a frontend token naming it is refused rather than
+-- bringing it back as a new, empty account (taskapi/auth.py, get_or_provision_user).
 CREATE TABLE IF NOT EXISTS deleted_users (
     id         TEXT NOT NULL PRIMARY KEY,
     deleted_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP

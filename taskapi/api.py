@@ -103,6 +103,8 @@ class Api(BaseApi):
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             payload["message"] = "Invalid request." if "errors" in payload else error.description
+        if code == 413:  # in the words of waitress's and nginx's own 413 (see edge.py)
+            payload["message"] = "The request body is too large."
         payload["detail"] = payload["message"]
         if code == 401:
             headers.setdefault("WWW-Authenticate", "Bearer")
@@ -149,7 +151,8 @@ def finish_request(response):
         "request_id": request_id,
         "user_id": g.user.id if "user" in g else None,
     }
-    access_log.info("request", extra=line)
+    # The fields are the line (see wsgi.py); the message says them briefly for other formats.
+    access_log.info("%s %s %s", line["method"], line["route"], line["status"], extra=line)
     return response
 
 

@@ -12,8 +12,8 @@ from peewee import IntegrityError, fn
 
 from .api import Blueprint, abort
 from .db import close_db, database
-from .models import USER_BY_ID, DeletedUser, User, utcnow
-from .ratelimits import issue_device_token, limit_per_address, limit_signin
+from .models import USER_BY_ID, DeletedUser, User
+from .ratelimits import issue_device_token, limit_per_address, limit_signin, read_device_token
 from .schemas import (
     AccountDeleteSchema,
     CredentialsSchema,
@@ -29,6 +29,7 @@ from .tokens import (
     JWKS_RETRY_SECONDS,
     JWKSClient,
     KeysUnavailable,
+    LivesTooLong,
     get_user_id,
     issue_token,
     verify_token,
@@ -90,11 +91,12 @@ def signup(fields):
 @blp.doc(security=[])
 def signin(credentials):
     """Exchange an email and password for a token; send the device_token you were given."""
-    device_token = limit_signin(credentials["email"], credentials.get("device_token"))
     user = User.get_or_none(fn.lower(User.email) == credentials["email"])
+    device = read_device_token(credentials.get("device_token"), user)
+    limit_signin(credentials["email"], device)
     if not check_password(credentials["password"], user and user.password_hash):
         abort(401, message=BAD_CREDENTIALS)
-    return token_response(user, device_token)
+    return token_response(user, device)
 
 
 @blp.get("/auth/me")
@@ -140,9 +142,7 @@ def delete_account(fields, user_id):
         confirm_password(fields["password"])
     with database.atomic():
         User.delete().where(User.id == g.user.id).execute()  # tasks go too (ON DELETE CASCADE)
-        DeletedUser.insert(id=g.user.id, deleted_at=utcnow()).on_conflict(
-            conflict_target=[DeletedUser.id], preserve=[DeletedUser.deleted_at]
-        ).execute()
+        DeletedUser.insert(id=g.user.id).on_conflict_ignore().execute()
 
 
 def confirm_password(password):
@@ -152,7 +152,7 @@ def confirm_password(password):
         abort(403, message="The password is wrong.")
 
 
-def token_response(user, device_token=None):
+def token_response(user, device=None):
     config = current_app.config
     token = issue_token(user.id, user.email, config["BETTER_AUTH_SECRET"], config["JWT_EXPIRES_IN"])
     return {
@@ -160,7 +160,7 @@ def token_response(user, device_token=None):
         "access_token": token,
         "token_type": "bearer",
         "expires_in": config["JWT_EXPIRES_IN"],
-        "device_token": device_token or issue_device_token(user.email),
+        "device_token": issue_device_token(user, device),
     }
 
 
@@ -214,6 +214,8 @@ def get_token_claims():
         abort(503, message=KEYS_UNAVAILABLE, headers={"Retry-After": str(JWKS_RETRY_SECONDS)})
     except jwt.ExpiredSignatureError:
         reject_token("The token has expired; sign in again.", "token expired")
+    except LivesTooLong:
+        reject_token(f"The token may live {config['JWT_EXPIRES_IN']} s at most.", "token too long")
     except jwt.InvalidTokenError:
         reject_token("The token is invalid.")
 
@@ -224,7 +226,7 @@ def get_or_provision_user(claims):
     user = USER_BY_ID.first(id=user_id)
     if user is not None:
         return user
-    if claims.get("iss") == ISSUER or was_deleted_before(user_id, claims):
+    if claims.get("iss") == ISSUER or DeletedUser.get_or_none(DeletedUser.id == user_id):
         reject_token("The token's account no longer exists.")
     try:
         fields = TokenUserSchema().load(claims)
@@ -236,16 +238,6 @@ def get_or_provision_user(claims):
     if user is None:
         abort(409, message="The token's email is already registered to another account.")
     return user
-
-
-def was_deleted_before(user_id, claims):
-    """Whether the account was deleted after this token was issued (or the token does not say
-    when it was); a token issued after the deletion comes from a new sign-in on the frontend."""
-    deleted = DeletedUser.get_or_none(DeletedUser.id == user_id)
-    if deleted is None:
-        return False
-    issued_at = claims.get("iat")  # a number if present (tokens.verify_signed_token)
-    return issued_at is None or issued_at <= deleted.deleted_at.timestamp()
 
 
 def reject_token(message, description=None):

@@ -154,12 +154,17 @@ def parse_storage_uri(name: str, value: str) -> str:
     return value
 
 
-def parse_proxies(name: str, value: str) -> int | frozenset[str]:
-    """How many proxies in front to trust (a count), or the addresses of the trusted ones."""
+def parse_proxies(
+    name: str, value: str
+) -> int | frozenset[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """How many proxies in front to trust (a count), or the addresses (or networks, such as
+    10.0.0.0/8) of the trusted ones."""
     if value.strip().isdigit():
         return int(value)
     addresses = [address.strip() for address in value.split(",") if address.strip()]
     try:
-        return frozenset(str(ipaddress.ip_address(address)) for address in addresses)
+        return frozenset(ipaddress.ip_network(address) for address in addresses)
     except ValueError:
-        raise ValueError(f"{value!r} is neither a count nor a list of IP addresses") from None
+        raise ValueError(
+            f"{value!r} is neither a count nor a list of IP addresses or networks"
+        ) from None

@@ -3,9 +3,11 @@ may call (CORS), which proxies are believed about the client's address, the rate
 (ratelimits.py), and the waitress server every way of serving uses: body and connection
 limits, request timeout, its own errors in the API's shape."""
 
-import functools
+import ipaddress
 import json
+import logging
 import re
+import resource
 import time
 
 import waitress
@@ -16,14 +18,17 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import ratelimits
 
+log = logging.getLogger(__name__)
+
 # What a browser may send and read across origins: every header the README documents.
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "X-Request-ID"]
 EXPOSED_HEADERS = ["X-Pagination", "ETag", "Location", "Retry-After", "X-Request-ID"]
 ONE_LABEL = "[a-z0-9-]+"
 MAX_HEADER_BYTES = 32 * 1024  # a few tokens' worth; nginx's own limit is lower
-# Keep-alive connections idle this long are closed; nginx's upstream keepalive_timeout is
-# shorter, so nginx never sends a request on a connection waitress is closing.
+# A connection whose answer has not been read for this long is closed (Channel closes the ones
+# that keep the server waiting for a request).
 IDLE_SECONDS = 30
+SPARE_FILES = 200  # open files kept for all but connections: the database pool, logs, pipes
 WAITRESS_ERRORS = {
     400: "The request is malformed.",
     413: "The request body is too large.",
@@ -39,9 +44,11 @@ ERROR_HEADERS = [
 
 def init_app(app):
     config = app.config
+    origins = [get_origin_pattern(origin) for origin in config["CORS_ORIGINS"]]
+    app.extensions["cors"] = (origins, config["CORS_ALLOW_CREDENTIALS"])  # for create_server
     CORS(
         app,
-        origins=[get_origin_pattern(origin) for origin in config["CORS_ORIGINS"]],
+        origins=origins,
         supports_credentials=config["CORS_ALLOW_CREDENTIALS"],
         allow_headers=ALLOWED_HEADERS,
         expose_headers=EXPOSED_HEADERS,
@@ -67,16 +74,25 @@ def trust_proxies(app, proxies):
 
 
 class ProxyFixFrom(ProxyFix):
-    """Trusts X-Forwarded-For/-Proto only on requests coming from one of the given proxies."""
+    """Trusts X-Forwarded-For/-Proto only on requests coming from one of the given proxies
+    (addresses or networks)."""
 
     def __init__(self, app, proxies):
         super().__init__(app, x_for=1, x_proto=1)
         self.proxies = proxies
 
     def __call__(self, environ, start_response):
-        if environ.get("REMOTE_ADDR") in self.proxies:
+        if is_in(environ.get("REMOTE_ADDR", ""), self.proxies):
             return super().__call__(environ, start_response)
         return self.app(environ, start_response)
+
+
+def is_in(address, networks):
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
 
 
 def get_server_settings(config, threads):
@@ -89,7 +105,7 @@ def get_server_settings(config, threads):
         # Flask's MAX_CONTENT_LENGTH alone would refuse it only after waitress buffered it.
         "max_request_body_size": config["MAX_CONTENT_LENGTH"] + 1,
         "max_request_header_size": MAX_HEADER_BYTES,
-        "connection_limit": config["CONNECTION_LIMIT"],
+        "connection_limit": fit_connection_limit(config["CONNECTION_LIMIT"]),
         "channel_timeout": IDLE_SECONDS,
         "cleanup_interval": IDLE_SECONDS,
         "asyncore_use_poll": True,  # select() cannot watch more than 1,024 connections
@@ -99,54 +115,42 @@ def get_server_settings(config, threads):
 
 
 def create_server(app, threads, **listen):
-    """A waitress server for `app` (listen: host and port, or sockets), and its password gate
-    lending threads from it. Requests must arrive whole within REQUEST_TIMEOUT."""
-    server = waitress.create_server(app, **get_server_settings(app.config, threads), **listen)
+    """A waitress server for `app` on one listen address (host and port, or one socket), with
+    its password gate lending threads from it."""
+    settings = get_server_settings(app.config, threads)
+    server = waitress.create_server(app, **settings, **listen)
+    if not hasattr(server, "channel_class"):
+        raise ValueError("one listen address per server: each needs the Channel below")
     server.channel_class = Channel
     server.request_timeout = app.config["REQUEST_TIMEOUT"]
-    server.origins = [get_origin_pattern(origin) for origin in app.config["CORS_ORIGINS"]]
+    server.cors = app.extensions["cors"]
     app.extensions["password_gate"].serve_with(server.task_dispatcher, threads)
     return server
 
 
-class Channel(HTTPChannel):
-    """waitress's connection, with two changes:
-    - a request must arrive whole within the server's request_timeout of its first byte (of
-      the connection's opening, for its first request); otherwise the connection is closed.
-      waitress alone closes only connections idle for channel_timeout, so clients that open
-      connections and never finish a request would hold the connection limit;
-    - what waitress refuses by itself (a body over the limit, headers too large or malformed)
-      is answered in the API's JSON error shape."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pending_since = time.monotonic()
-        self.error_task_class = functools.partial(JSONErrorTask, origins=self.server.origins)
-
-    def received(self, data):
-        pending = self.request
-        result = super().received(data)
-        if self.request is None:
-            self.pending_since = None
-        elif self.request is not pending:
-            self.pending_since = time.monotonic()
-        return result
-
-    def readable(self):
-        """Called by waitress's loop at least once a second, for every connection."""
-        if self.pending_since is not None and not self.requests:
-            if time.monotonic() - self.pending_since > self.server.request_timeout:
-                self.will_close = True  # writable() is then true, and the loop closes it
-        return super().readable()
+def fit_connection_limit(limit):
+    """The connection limit, within what the process may open: its soft limit on open files is
+    raised as far as the hard one allows, and a few hundred are kept for the rest (the database
+    pool, logs). Past it, waitress's accept() would fail in a loop instead of waiting."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = limit + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "CONNECTION_LIMIT=%d lowered to %d: at most %d open files",
+            limit,
+            soft - SPARE_FILES,
+            soft,
+        )
+        return max(1, soft - SPARE_FILES)
+    return limit
 
 
 class JSONErrorTask(ErrorTask):
-    """waitress's own error answer in the API's shape, with CORS for an allowed origin (else
-    a browser could not read it)."""
-
-    def __init__(self, channel, request, origins):
-        super().__init__(channel, request)
-        self.origins = origins
+    """waitress's own error answer in the API's shape, with the CORS headers an allowed origin
+    needs to read it."""
 
     def execute(self):
         error = self.request.error
@@ -156,8 +160,45 @@ class JSONErrorTask(ErrorTask):
         self.status = f"{error.code} {error.reason}"
         self.response_headers.extend(ERROR_HEADERS)
         origin = self.request.headers.get("ORIGIN", "")
-        if any(pattern.match(origin) for pattern in self.origins):
+        origins, credentials = self.channel.server.cors
+        if any(pattern.match(origin) for pattern in origins):
             self.response_headers.append(("Access-Control-Allow-Origin", origin))
+            if credentials:
+                self.response_headers.append(("Access-Control-Allow-Credentials", "true"))
         self.set_close_on_finish()
         self.content_length = len(encoded)
         self.write(encoded)
+
+
+class Channel(HTTPChannel):
+    """waitress's connection, with two changes:
+    - each request must arrive whole within the server's request_timeout of the moment the
+      server is ready for it (the connection opened, or the last answer was sent); otherwise the
+      connection is closed. waitress alone closes only connections idle for channel_timeout, so
+      clients that never finish a request (or send blank lines, which are no request) would hold
+      the connection limit;
+    - what waitress refuses by itself (a body over the limit, headers too large or malformed)
+      is answered in the API's JSON error shape."""
+
+    error_task_class = JSONErrorTask
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.waiting_since = time.monotonic()
+
+    def received(self, data):
+        queued = len(self.requests)
+        result = super().received(data)
+        if len(self.requests) > queued:
+            self.waiting_since = None  # a whole request: it is being answered
+        return result
+
+    def readable(self):
+        """Called by waitress's loop at least once a second, for every connection."""
+        if self.requests or self.total_outbufs_len:
+            self.waiting_since = None
+        elif self.waiting_since is None:
+            self.waiting_since = time.monotonic()  # answered: the next request's turn
+        elif time.monotonic() - self.waiting_since > self.server.request_timeout:
+            self.will_close = True  # writable() is then true, and the loop closes it
+        return super().readable()

@@ -131,7 +131,8 @@ class IdempotencyKey(BaseModel):
 
 
 class DeletedUser(BaseModel):
-    """An account deleted here: a frontend token issued before this cannot bring it back."""
+    """An account deleted here: a frontend token naming it is refused rather than bringing the
+    account back, empty (Better Auth keeps minting tokens for the same id from its session)."""
 
     id = TextField(primary_key=True)
     deleted_at = TimestampField(default=utcnow)

@@ -45,6 +45,8 @@ def get_client_key():
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return address
+    if parsed.version == 6 and parsed.ipv4_mapped:
+        return str(parsed.ipv4_mapped)  # an IPv4 client of a dual-stack socket
     if parsed.version == 6:
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return address
@@ -57,46 +59,49 @@ limit_per_address = limiter.shared_limit(
 )
 
 
-def limit_signin(email, device_token):
-    """Counts a sign-in attempt on one account, or answers 429; returns the device token if it
-    is valid for this account.
+def limit_signin(email, device):
+    """Counts a sign-in attempt on one account, or answers 429.
 
-    A device that signed in to the account before (it keeps the device_token it was given) has
-    a bucket of its own; every other attempt on the account shares one. So guessing one
-    account's password from many addresses stays slow, and the owner's device is not locked
-    out by a stranger who fills the shared bucket (OWASP's device cookies)."""
+    A device that signed in to the account before (it sends the device_token it was given, see
+    read_device_token) has a bucket of its own; every other attempt on the account shares one.
+    So guessing one account's password from many addresses stays slow, and the owner's devices
+    are not locked out by a stranger who fills the shared bucket (OWASP's device cookies)."""
     config = current_app.config
-    account = get_account_key(email)
-    device = read_device_token(device_token, account)
     if device:
         hit(f"signin-device:{device}", config["SIGNIN_DEVICE_RATE_LIMIT"])
-        return device_token
-    hit(f"signin-account:{account}", config["SIGNIN_EMAIL_RATE_LIMIT"])
-    return None
+    else:
+        hit(f"signin-account:{get_digest(email.lower())}", config["SIGNIN_EMAIL_RATE_LIMIT"])
 
 
-def get_account_key(email):
-    """A keyed digest of the email: the counters, and the logs, never hold an address."""
+def get_digest(text):
+    """A keyed digest: the counters, and the logs, never hold an email address."""
     secret = current_app.config["BETTER_AUTH_SECRET"].encode()
-    return hmac.new(secret, email.lower().encode(), hashlib.sha256).hexdigest()[:32]
+    key = hmac.new(secret, b"taskapi rate-limit keys", hashlib.sha256).digest()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def issue_device_token(email):
-    device = {"device": secrets.token_urlsafe(12), "account": get_account_key(email)}
+def issue_device_token(user, device=None):
+    """A token naming this device (a new one unless given) for this user and password."""
+    device = {"device": device or secrets.token_urlsafe(12), "account": get_account(user)}
     return get_device_serializer().dumps(device)
 
 
-def read_device_token(token, account):
-    """The device's id, if the token was issued here for this account and is not too old."""
-    if not token:
+def read_device_token(token, user):
+    """The device's id, if the token was issued to this user while the password was the same
+    (a new password ends every device's standing), and not over a year ago."""
+    if not token or user is None or user.password_hash is None:
         return None
     try:
         device = get_device_serializer().loads(token, max_age=DEVICE_TOKEN_SECONDS)
     except BadData:
         return None
-    if not isinstance(device, dict) or device.get("account") != account:
+    if not isinstance(device, dict) or device.get("account") != get_account(user):
         return None
     return device.get("device")
+
+
+def get_account(user):
+    return get_digest(f"{user.id}:{user.password_hash}")
 
 
 def get_device_serializer():

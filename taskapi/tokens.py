@@ -29,6 +29,10 @@ class KeysUnavailable(Exception):
     """The frontend's JWKS is unreachable, too slow or unreadable: not the token's fault."""
 
 
+class LivesTooLong(jwt.InvalidTokenError):
+    """Valid for longer than the service allows: a token that leaks should not work for years."""
+
+
 def issue_token(user_id: str, email: str, secret: str, expires_in: int) -> str:
     now = int(time.time())
     claims = {"iss": ISSUER, "sub": user_id, "email": email, "iat": now, "exp": now + expires_in}
@@ -65,14 +69,14 @@ class JWKSClient(jwt.PyJWKClient):
 def verify_token(
     token: str,
     secret: str,
-    issuer: str | None = None,
-    audience: str | None = None,
-    jwks: jwt.PyJWKClient | None = None,
-    max_lifetime: int = 86400,
+    issuer: str | None,
+    audience: str | None,
+    jwks: jwt.PyJWKClient | None,
+    max_lifetime: int,
 ) -> dict[str, Any]:
     """The claims of a valid token, or jwt.InvalidTokenError; KeysUnavailable when the JWKS
-    is needed and cannot be read. No token may live longer than `max_lifetime` seconds: one
-    that leaks should not work for years.
+    is needed and cannot be read; LivesTooLong when it expires more than `max_lifetime`
+    seconds after it was issued (or from now, if it does not say).
 
     A client sends the same token with every request until it expires, and checking it costs
     a fifth of a simple read's CPU, so tokens found valid are remembered: for those only the
@@ -83,7 +87,7 @@ def verify_token(
         raise jwt.ExpiredSignatureError("Signature has expired")
     issued = claims.get("iat", now)
     if expires - min(issued, now) > max_lifetime + LEEWAY_SECONDS:
-        raise jwt.InvalidTokenError("The token lives longer than this service allows")
+        raise LivesTooLong("The token lives longer than this service allows")
     return claims
 
 
@@ -146,13 +150,5 @@ def get_user_id(claims: dict[str, Any]) -> str | None:
     user = claims.get("user")
     for value in (claims.get("sub"), claims.get("id"), isinstance(user, dict) and user.get("id")):
         if isinstance(value, str) and 0 < len(value) <= MAX_USER_ID_LENGTH:
-            return value if value.isprintable() and is_utf8(value) else None
+            return value if value.isprintable() else None  # no NUL, no unpaired surrogates
     return None
-
-
-def is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # unpaired surrogates, which JSON can carry
-        return False
-    return True

@@ -188,12 +188,13 @@ def get_free_port():
 
 @pytest.fixture
 def start_server(app, database_url, tmp_path):
-    """start(*args, **settings): `python wsgi.py` as production runs it, on a free port of
-    127.0.0.1 and the test database (schema applied by `app`), with these settings; its log
-    (stderr) goes to a file. The process has .url and .log_lines(); all stop after the test."""
+    """start(*args, prefix=(), **settings): `python wsgi.py` as production runs it (after the
+    command `prefix`), on a free port of 127.0.0.1 and the test database (schema applied by
+    `app`), with these settings; its log (stderr) goes to a file. The process has .url and
+    .log_lines(); all stop after the test."""
     started = []
 
-    def start(*args, **settings):
+    def start(*args, prefix=(), **settings):
         port = get_free_port()
         env = {
             **os.environ,
@@ -204,7 +205,7 @@ def start_server(app, database_url, tmp_path):
             **settings,
         }
         log_path = tmp_path / f"wsgi-{port}.log"
-        command = [sys.executable, "wsgi.py", f"--listen=127.0.0.1:{port}", *args]
+        command = [*prefix, sys.executable, "wsgi.py", f"--listen=127.0.0.1:{port}", *args]
         with open(log_path, "w") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=log)
         process.url = f"http://127.0.0.1:{port}"

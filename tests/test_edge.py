@@ -1,13 +1,17 @@
 """The edge as production runs it: `python wsgi.py`, real sockets, the log it writes."""
 
 import json
+import os
 import socket
+import subprocess
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+
+from .conftest import ROOT, SECRET
 
 LIMITS_ON = {"RATELIMIT_ENABLED": "true"}
 
@@ -152,7 +156,7 @@ def test_a_limit_holds_for_all_the_workers_together(start_server):
 def test_memory_limits_with_several_workers_are_named_at_start(start_server):
     server = start_server("--workers=2", RATELIMIT_STORAGE_URI="memory://")
     warnings = [line for line in server.log_lines() if line["level"] == "WARNING"]
-    assert "memory:// counts in each of the 2 workers apart" in warnings[0]["message"]
+    assert "memory:// counts in each process apart: with these 2 workers" in warnings[0]["message"]
 
 
 def test_forwarded_for_from_a_client_that_is_not_the_proxy_is_not_believed(start_server):
@@ -190,3 +194,57 @@ def test_no_log_line_can_be_forged_and_no_email_is_logged(start_server):
     answered = [line for line in lines if "status" in line and line["route"] != "/health"]
     assert [line["status"] for line in answered] == [201, 422, 401, 429, 404]
     assert "example.com" not in json.dumps(lines)
+
+
+def test_blank_lines_do_not_keep_a_connection(start_server):
+    """An empty line is no request: it does not restart the clock."""
+    server = start_server(CONNECTION_LIMIT="20", REQUEST_TIMEOUT="2")
+    stalled = [connect(server) for _ in range(25)]
+    started = time.monotonic()
+    while time.monotonic() - started < 4:
+        for sock in stalled:
+            try:
+                sock.sendall(b"\r\n")
+            except OSError:
+                pass  # closed: as it should be
+        time.sleep(0.5)
+    assert timed_health(server) < 1
+    assert all(is_closed_by_server(sock) for sock in stalled)
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_request_timeout(start_server):
+    server = start_server(REQUEST_TIMEOUT="2")
+    with connect(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        answered = time.monotonic()
+        assert is_closed_by_server(sock)
+        assert 2 <= time.monotonic() - answered < 2 + 2
+
+
+def test_the_connection_limit_fits_the_open_files_allowed(start_server):
+    server = start_server(prefix=["prlimit", "--nofile=300:300", "--"], CONNECTION_LIMIT="1000")
+    warnings = [line["message"] for line in server.log_lines() if line["level"] == "WARNING"]
+    assert "CONNECTION_LIMIT=1000 lowered to 100: at most 300 open files" in warnings
+    stalled = [connect(server) for _ in range(150)]  # past the limit: they wait, nothing breaks
+    for sock in stalled:
+        sock.close()
+    assert timed_health(server) < 5
+    assert not any("accept" in line["message"] for line in server.log_lines())
+
+
+def test_waitress_serve_says_what_it_leaves_out(tmp_path, database_url):
+    log_path = tmp_path / "waitress-serve.log"
+    command = [str(ROOT / ".venv/bin/waitress-serve"), "--listen=127.0.0.1:0", "wsgi:app"]
+    env = {**os.environ, "DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=log)
+    try:
+        for _ in range(50):
+            if "run `python wsgi.py` instead" in log_path.read_text():
+                break
+            time.sleep(0.1)
+        assert "run `python wsgi.py` instead" in log_path.read_text()
+    finally:
+        process.kill()
+        process.wait()

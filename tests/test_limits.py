@@ -8,7 +8,7 @@ import pytest
 import redis
 import requests
 
-from taskapi.ratelimits import BUSY, TOO_MANY, PasswordGate
+from taskapi.ratelimits import BUSY, TOO_MANY, DatabaseStorage, PasswordGate
 
 from .conftest import serving
 
@@ -165,10 +165,23 @@ def test_the_owners_device_is_not_locked_out_by_a_stranger(make_app):
     for number in range(3):
         assert signin(client, "owner@x.io", address=f"10.0.1.{number}").status_code == 401
     assert_too_many(signin(client, "owner@x.io", "right password", address="10.0.0.5"))
-    owner = {**body, "device_token": device_token}
-    response = client.post("/api/auth/signin", json=owner, environ_base={"REMOTE_ADDR": "10.0.0.5"})
-    assert response.status_code == 200
-    assert response.json["device_token"] == device_token
+    for _ in range(2):  # each sign-in gives the device a new token, which works in turn
+        owner = {**body, "device_token": device_token}
+        response = client.post("/api/auth/signin", json=owner)
+        assert response.status_code == 200
+        device_token = response.json["device_token"]
+
+
+def test_a_new_password_ends_every_devices_standing(make_app):
+    client = limited_app(make_app, SIGNIN_EMAIL_RATE_LIMIT="1/minute").test_client()
+    body = {"email": "moved@x.io", "password": "right password"}
+    signed_up = client.post("/api/auth/signup", json=body).json
+    change = {"current_password": "right password", "new_password": "new password"}
+    headers = {"Authorization": f"Bearer {signed_up['access_token']}"}
+    assert client.post("/api/auth/password", json=change, headers=headers).status_code == 204
+    old_device = {"email": "moved@x.io", "password": "x", "device_token": signed_up["device_token"]}
+    statuses = [client.post("/api/auth/signin", json=old_device).status_code for _ in range(2)]
+    assert statuses == [401, 429]  # the shared bucket: the old token counts for nothing
 
 
 @pytest.mark.parametrize("whose", ["other account", "forged", "garbage"])
@@ -189,3 +202,48 @@ def test_a_device_has_a_limit_of_its_own(make_app):
     attempt = {"email": "d@x.io", "password": "wrong", "device_token": device_token}
     statuses = [client.post("/api/auth/signin", json=attempt).status_code for _ in range(3)]
     assert statuses == [401, 401, 429]
+
+
+def test_a_window_counts_from_one_again_once_it_ends(app):
+    storage = DatabaseStorage()
+    with app.app_context():
+        assert [storage.incr("window", expiry=1) for _ in range(3)] == [1, 2, 3]
+        time.sleep(1.1)
+        assert storage.get("window") == 0
+        assert storage.incr("window", expiry=1) == 1
+
+
+def test_concurrent_hits_on_one_key_each_count(app):
+    storage, barrier = DatabaseStorage(), threading.Barrier(16)
+
+    def increment(_):
+        with app.app_context():
+            barrier.wait()
+            return storage.incr("together", expiry=60)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        counts = sorted(pool.map(increment, range(16)))
+    assert counts == list(range(1, 17))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        ("::ffff:192.0.2.1", "::ffff:192.0.2.2", False),  # IPv4 clients of a dual-stack socket
+        ("2001:db8:1:2::1", "2001:db8:1:2::ffff", True),  # one subscriber's /64
+        ("2001:db8:1:2::1", "2001:db8:1:3::1", False),
+    ],
+)
+def test_addresses_count_as_clients_do(make_app, first, second, shared):
+    client = limited_app(make_app, AUTH_RATE_LIMIT="1/minute").test_client()
+    assert signin(client, "a@x.io", address=first).status_code == 401
+    assert (signin(client, "b@x.io", address=second).status_code == 429) is shared
+
+
+def test_forwarded_for_is_trusted_from_a_listed_network(make_app):
+    app = limited_app(make_app, AUTH_RATE_LIMIT="1/minute", TRUSTED_PROXIES="10.1.0.0/16")
+    client = app.test_client()
+    for number in range(2):
+        headers = {"X-Forwarded-For": f"192.0.2.{number}"}
+        response = signin(client, f"{number}@x.io", address="10.1.2.3", headers=headers)
+        assert response.status_code == 401
