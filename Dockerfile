@@ -26,9 +26,10 @@ USER 10001:10001
 # DATABASE_URL defaults to SQLite in /app/instance (mount a volume there to keep it);
 # production passes a postgresql:// URL, BETTER_AUTH_SECRET and CORS_ORIGINS at run time.
 # wsgi.py, not waitress-serve: it applies the service's own server settings (body and
-# connection limits, request timeout, proxy headers; taskapi/edge.py). One process per core;
-# eight threads each stay within the default PostgreSQL pool (DB_POOL_SIZE + DB_MAX_OVERFLOW).
+# connection limits, request timeout, proxy headers; taskapi/edge.py). Two processes, not one a
+# core: a container sees all of the host's cores, whatever its CPU limit, and each process may
+# hold DB_POOL_SIZE + DB_MAX_OVERFLOW (15) database connections. Eight threads each stay within.
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-CMD ["python", "wsgi.py", "--listen=0.0.0.0:8000", "--threads=8"]
+CMD ["python", "wsgi.py", "--listen=0.0.0.0:8000", "--workers=2", "--threads=8"]
