@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -206,8 +207,10 @@ def start_server(app, database_url, tmp_path):
         }
         log_path = tmp_path / f"wsgi-{port}.log"
         command = [*prefix, sys.executable, "wsgi.py", f"--listen=127.0.0.1:{port}", *args]
-        with open(log_path, "w") as log:
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=log)
+        with open(log_path, "w") as log:  # a group of its own: no worker outlives the test
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stderr=log, start_new_session=True
+            )
         process.url = f"http://127.0.0.1:{port}"
         process.port = port
         process.log_lines = lambda: [json.loads(line) for line in log_path.read_text().splitlines()]
@@ -217,9 +220,11 @@ def start_server(app, database_url, tmp_path):
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 def wait_until_healthy(process):
