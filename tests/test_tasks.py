@@ -482,6 +482,18 @@ def test_clear_completed_in_one_call(client, auth):
     ]
 
 
+def test_clearing_completed_leaves_other_users_tasks(client, auth, app):
+    alice, bob = auth.signup("alice@example.com"), auth.signup("bob@example.com")
+    auth.create_task(alice, completed=True)
+    bobs = sorted(auth.create_task(bob, completed=True)["id"] for _ in range(2))
+    response = client.delete(f"{alice.tasks_url}?completed=true", headers=alice.headers)
+    assert (response.status_code, response.json) == (200, {"deleted": 1})
+    listed = client.get(bob.tasks_url, headers=bob.headers).json
+    assert sorted(task["id"] for task in listed) == bobs
+    with app.app_context():
+        assert [task.deleted_at for task in Task.select().where(Task.user == bob.id)] == [None] * 2
+
+
 @pytest.mark.parametrize("query", ["", "?completed=false", "?completed=yes"])
 def test_clearing_needs_completed_true(client, auth, app, query):
     alice = auth.signup()
