@@ -429,6 +429,20 @@ def test_idempotency_keys_are_per_user_and_expire(client, auth, app):
         assert Task.select().where(Task.user == alice.id).count() == 2
 
 
+def test_idempotency_key_of_another_user_replays_nothing_of_theirs(client, auth, app):
+    alice, bob = auth.signup("alice@example.com"), auth.signup("bob@example.com")
+    create = lambda user: client.post(  # noqa: E731
+        user.tasks_url, json={"title": "t"}, headers={**user.headers, "Idempotency-Key": "k"}
+    )
+    alices, bobs = create(alice), create(bob)
+    assert (bobs.status_code, bobs.json["user_id"]) == (201, bob.id)
+    assert bobs.json["id"] != alices.json["id"]
+    assert (create(alice).json, create(bob).json) == (alices.json, bobs.json)  # the retries
+    with app.app_context():
+        keys = {key.user_id: json.loads(key.response)["id"] for key in IdempotencyKey.select()}
+    assert keys == {alice.id: alices.json["id"], bob.id: bobs.json["id"]}
+
+
 def test_concurrent_retries_with_one_key_create_one_task(live_server, app):
     account = {"email": "retry@x.io", "password": "12345678"}
     user = requests.post(f"{live_server}/api/auth/signup", json=account, timeout=30).json()
