@@ -23,7 +23,9 @@ PAGINATION = {"page", "page_size"}  # read by @blp.paginate, not by the filter s
 
 
 class Text(fields.String):
-    """A string PostgreSQL can store: no NUL characters, no unpaired surrogates."""
+    """A string PostgreSQL can store: no NUL characters, no unpaired surrogates. With
+    strip=True it is trimmed after validation, so the limits apply to the text as sent, as
+    the OpenAPI document states them (its maxLength cannot say "after trimming")."""
 
     def __init__(self, *args, strip=False, **kwargs):
         self.strip = strip
@@ -37,7 +39,15 @@ class Text(fields.String):
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise ValidationError("Must be valid Unicode (no unpaired surrogates).") from None
-        return text.strip() if self.strip else text
+        return text
+
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        text = super().deserialize(value, attr, data, **kwargs)
+        return text.strip() if self.strip and isinstance(text, str) else text
+
+
+# Something left after trimming; documented as the pattern, which JSON Schema finds anywhere.
+NOT_BLANK = validate.Regexp(r"\s*\S", error="Must not be blank.")
 
 
 class Email(Text):
@@ -130,14 +140,14 @@ class TaskSchema(Schema):
     title = Text(
         required=True,
         strip=True,
-        validate=validate.Length(1, 200, error="Must be 1 to 200 characters (after trimming)."),
+        validate=[validate.Length(1, 200), NOT_BLANK],
     )
     description = Text(allow_none=True, load_default=None, validate=validate.Length(max=10000))
     completed = StrictBoolean(load_default=False)
     priority = fields.String(load_default="none", validate=validate.OneOf(PRIORITIES))
     due_at = UTCDateTime(allow_none=True, load_default=None)
     tags = fields.List(
-        Text(strip=True, validate=validate.Length(1, 50)),
+        Text(strip=True, validate=[validate.Length(1, 50), NOT_BLANK]),
         load_default=list,
         validate=validate.Length(max=20),
         metadata={"description": "Up to 20 tags of 1 to 50 characters; duplicates are dropped."},
@@ -202,7 +212,7 @@ class TaskQueryArgsSchema(Schema):
     completed = QueryBoolean()
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     tag = fields.List(
-        Text(strip=True, validate=validate.Length(1, 50)),
+        Text(strip=True, validate=[validate.Length(1, 50), NOT_BLANK]),
         validate=validate.Length(max=20),
         metadata={"description": "Repeat for several: tasks carrying all of them."},
     )

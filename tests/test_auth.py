@@ -79,6 +79,7 @@ def test_signup_duplicate_email_any_case_is_409(client, auth):
         ({"email": "a@x.io", "password": "é" * 37}, "password"),  # 37 characters, 74 bytes
         ({"email": "a@x.io", "password": "abc\x00defgh"}, "password"),
         ({"email": "a@x.io", "password": "12345678", "name": "n" * 101}, "name"),
+        ({"email": "a@x.io", "password": "12345678", "name": "n" * 100 + " "}, "name"),
         ({"email": "a@x.io", "password": "12345678", "admin": True}, "admin"),
     ],
 )

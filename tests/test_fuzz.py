@@ -5,12 +5,15 @@ Zero server errors, zero responses outside their documented schema, zero undocum
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 EXAMPLES_PER_OPERATION = 60
+# Hypothesis draws the examples from this seed, so a run repeats the last one on the same
+# code; a failure is a change, never a new roll of the dice. Change it to explore others.
+SEED = 20240611
 NEED_A_PASSWORD = {
     "POST /api/auth/signin",
     "POST /api/auth/password",
@@ -49,6 +52,7 @@ def test_every_operation_keeps_its_contract(app, fuzzer, mode):
         pinned = {"user_id": fuzzer.id} if "{user_id}" in operation.path else None
         strategy = operation.as_strategy(mode, path_parameters=pinned)
 
+        @seed(SEED)
         @settings(
             max_examples=EXAMPLES_PER_OPERATION,
             deadline=None,

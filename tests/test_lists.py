@@ -126,6 +126,8 @@ def test_filters_combine_with_pagination(client, auth, alice):
         "include_deleted=maybe",
         "q=",
         "tag=" + "x" * 51,
+        "tag=%20%20",
+        "tag=%20" + "x" * 50,
     ],
 )
 def test_unknown_or_malformed_parameters_are_422(client, alice, query):

@@ -53,6 +53,7 @@ def test_unicode_round_trips(client, auth):
         ({"title": ""}, "title"),
         ({"title": "   "}, "title"),
         ({"title": "x" * 201}, "title"),
+        ({"title": " " + "x" * 200}, "title"),  # 201 characters as sent, as documented
         ({"title": None}, "title"),
         ({"title": 42}, "title"),
         ({"title": ["a"]}, "title"),
@@ -73,6 +74,8 @@ def test_unicode_round_trips(client, auth):
         ({"title": "ok", "tags": "work"}, "tags"),
         ({"title": "ok", "tags": ["x" * 51]}, "tags"),
         ({"title": "ok", "tags": [""]}, "tags"),
+        ({"title": "ok", "tags": ["  "]}, "tags"),
+        ({"title": "ok", "tags": ["x" * 50 + " "]}, "tags"),
         ({"title": "ok", "tags": [f"t{n}" for n in range(21)]}, "tags"),
         ({"title": "ok", "completed_at": "2026-12-01T10:00:00+00:00"}, "completed_at"),
     ],
