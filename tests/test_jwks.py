@@ -178,6 +178,16 @@ def test_bad_better_auth_token_is_401(client, app, keys, make_token):
         assert User.select().count() == 0
 
 
+@pytest.mark.parametrize("aud", [FRONTEND, None])
+def test_better_auth_token_claiming_our_issuer_is_still_checked(client, keys, aud):
+    """iss=taskapi spares only tokens signed with the shared secret the JWT_ISSUER and
+    JWT_AUDIENCE checks; here the user exists, so nothing else would refuse the token."""
+    assert me(client, keys["EdDSA"].sign(sub="ba-3")).status_code == 200  # provisions ba-3
+    response = me(client, keys["EdDSA"].sign(sub="ba-3", iss="taskapi", aud=aud))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
 def test_expired_better_auth_token_says_so(client, keys):
     response = me(client, keys["EdDSA"].sign(exp=int(time.time()) - 120))
     assert response.status_code == 401
