@@ -344,6 +344,24 @@ def test_signin_timing_does_not_reveal_whether_the_email_exists(make_app):
     assert 0.5 < ratio < 2
 
 
+def test_passwords_are_checked_by_bcrypt_checkpw(client, auth, monkeypatch):
+    """checkpw compares the hashes in constant time; `hashpw(password, stored) == stored`
+    gives the same answers but stops at the first differing byte, a timing difference of
+    nanoseconds that no test here can measure. What can be checked is the call: every
+    password check (sign-in, password change, account deletion) goes through checkpw."""
+    alice, checked, checkpw = auth.signup(password="correct horse"), [], bcrypt.checkpw
+    spy = lambda password, stored: checked.append(password) or checkpw(password, stored)  # noqa: E731
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    right, wrong = "correct horse", "not it at all"
+    signin = client.post("/api/auth/signin", json={"email": alice.email, "password": right})
+    change = {"current_password": wrong, "new_password": "battery staple"}
+    changed = client.post("/api/auth/password", json=change, headers=alice.headers)
+    url, body = f"/api/users/{alice.id}", {"password": right}
+    deleted = client.delete(url, json=body, headers=alice.headers)
+    assert (signin.status_code, changed.status_code, deleted.status_code) == (200, 403, 204)
+    assert checked == [b"correct horse", b"not it at all", b"correct horse"]
+
+
 def test_patch_me_changes_the_name(client, auth, app):
     alice = auth.signup(name="Alice")
     response = client.patch("/api/auth/me", json={"name": "  Ada  "}, headers=alice.headers)
