@@ -14,6 +14,12 @@ def stored_task(app, task_id):
         return Task.get_or_none(Task.id == task_id)
 
 
+def stored_tasks(app):
+    """Every row of tasks, tombstones too, as the database has them."""
+    with app.app_context():
+        return list(Task.select().order_by(Task.id).dicts())
+
+
 def test_create_task_returns_201_with_location(client, auth, app):
     alice = auth.signup()
     response = client.post(alice.tasks_url, json={"title": "  Buy milk  "}, headers=alice.headers)
@@ -485,6 +491,18 @@ def test_bulk_complete_is_all_or_nothing(client, auth, app):
     )
     assert [task["id"] for task in response.json] == sorted(mine)
     assert all(task["completed"] and task["completed_at"] for task in response.json)
+
+
+@pytest.mark.parametrize("completed", ["yes", 1, "true", 0, None, "false"])
+def test_bulk_complete_needs_a_json_boolean_and_changes_nothing(client, auth, app, completed):
+    alice = auth.signup()
+    ids = [auth.create_task(alice, completed=done)["id"] for done in (False, True)]
+    before = stored_tasks(app)
+    body = {"ids": ids, "completed": completed}
+    response = client.patch(alice.tasks_url, json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert list(response.json["errors"]["json"]) == ["completed"]
+    assert stored_tasks(app) == before
 
 
 def test_clear_completed_in_one_call(client, auth):
