@@ -59,7 +59,8 @@ def create_postgres_database():
 
 @pytest.fixture
 def make_app(database_url):
-    """create_app with test settings (keyword arguments override them), on empty tables."""
+    """create_app with test settings (keyword arguments override them; None leaves a setting
+    out, so its default applies), on empty tables."""
     made = []
 
     def make(**overrides):
@@ -70,7 +71,7 @@ def make_app(database_url):
             "RATELIMIT_ENABLED": "false",  # test_limits.py turns them on
             **overrides,
         }
-        app = create_app(config)
+        app = create_app({name: value for name, value in config.items() if value is not None})
         app.testing = True
         with app.app_context():
             init_db()

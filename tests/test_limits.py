@@ -32,6 +32,14 @@ def assert_too_many(response):
     assert 0 < int(response.headers["Retry-After"]) <= 60
 
 
+def test_limits_are_on_unless_turned_off(make_app):
+    """RATELIMIT_ENABLED not given at all (make_app otherwise turns the limits off)."""
+    client = make_app(RATELIMIT_ENABLED=None, AUTH_RATE_LIMIT="2/minute").test_client()
+    for number in range(2):
+        assert signin(client, f"{number}@x.io").status_code == 401
+    assert_too_many(signin(client, "2@x.io"))
+
+
 def test_signin_is_limited_per_email(make_app):
     client = limited_app(make_app, SIGNIN_EMAIL_RATE_LIMIT="3/minute").test_client()
     client.post("/api/auth/signup", json={"email": "v@x.io", "password": "right password"})
