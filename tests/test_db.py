@@ -13,7 +13,15 @@ from peewee import (
 )
 
 from taskapi import create_app, db
-from taskapi.db import database, get_applied_migrations, get_migrations, init_db, run_sql, upgrade
+from taskapi.db import (
+    database,
+    get_applied_migrations,
+    get_migrations,
+    init_db,
+    record_migrations,
+    run_sql,
+    upgrade,
+)
 from taskapi.models import DeletedUser, IdempotencyKey, RateLimit, Task, TaskTag, User
 
 from .conftest import SECRET, create_postgres_database
@@ -157,6 +165,38 @@ def test_schema_sql_and_migrations_build_the_same_sqlite_schema(tmp_path):
             build()
             schemas.append(sqlite_schema())
     assert schemas[0] == schemas[1]
+
+
+@contextmanager
+def fresh_database(database_url, path):
+    """The URL of a new, empty database of the session's kind (SQLite: the file at path)."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{path}"
+    else:
+        yield from create_postgres_database()
+
+
+def get_schema(url):
+    """The schema of the database at `url`, which `database` is bound to."""
+    if url.startswith("sqlite"):
+        return sqlite_schema()
+    return postgres_schema(url)
+
+
+def test_init_db_brings_an_old_database_up_to_date(database_url, tmp_path):
+    """A database of the first release, as init-db left it then, gets the other migrations,
+    not schema.sql's CREATE ... IF NOT EXISTS, which would skip the tables it has."""
+    first, *later = [path.stem for path in get_migrations()]
+    with fresh_database(database_url, tmp_path / "old.db") as url, fresh_app(url) as app:
+        run_sql(get_migrations()[0].read_text())
+        record_migrations([first])
+        output = app.test_cli_runner().invoke(args=["init-db"]).output
+        assert f"applied migrations: {', '.join(later)}." in output
+        assert get_applied_migrations() == {first, *later}
+        upgraded = get_schema(url)
+    with fresh_database(database_url, tmp_path / "new.db") as url, fresh_app(url):
+        init_db()
+        assert get_schema(url) == upgraded
 
 
 @pytest.mark.parametrize("model", MODELS)
