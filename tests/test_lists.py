@@ -46,6 +46,35 @@ def test_filter_by_tags_needs_all_of_them(client, auth, alice):
     assert titles(client, alice, "tag=home") == []
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "completed=true",
+        "priority=high",
+        "tag=shared",
+        "q=bob",
+        "due_before=2100-01-01T00:00:00Z",
+        "updated_since=2000-01-01T00:00:00Z",
+        "include_deleted=true",
+        "sort=title",
+    ],
+)
+def test_no_list_shows_other_users_tasks(client, auth, alice, query):
+    bob = auth.signup("bob@example.com")
+    fields = {
+        "completed": True,
+        "priority": "high",
+        "tags": ["shared"],
+        "due_at": "2099-01-01T00:00:00Z",
+    }
+    auth.create_task(bob, title="bob's", **fields)
+    gone = auth.create_task(bob, title="bob's deleted", **fields)
+    client.delete(f"{bob.tasks_url}/{gone['id']}", headers=bob.headers)
+    assert titles(client, alice, query) == []
+    assert total(client, alice, query) == 0
+
+
 def test_tags_of_other_users_do_not_match(client, auth, alice):
     bob = auth.signup("bob@example.com")
     auth.create_task(bob, title="bob's", tags=["shared"])
