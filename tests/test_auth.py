@@ -2,6 +2,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 
 import bcrypt
@@ -307,6 +308,28 @@ def test_changing_the_secret_invalidates_old_tokens(make_app):
     )
     client = make_app(BETTER_AUTH_SECRET="a-completely-different-secret-0123456789").test_client()
     assert client.get("/api/auth/me", headers=bearer(token)).status_code == 401
+
+
+# The routes that answer without a token; auth.load_user refuses every other one.
+OPEN_ROUTES = {
+    "/api/auth/signup",
+    "/api/auth/signin",
+    "/health",
+    "/openapi.json",
+    "/docs",
+    "/docs/assets/<path:filename>",
+}
+
+
+def test_every_route_but_the_open_ones_needs_a_token(app, client):
+    rules = [rule for rule in app.url_map.iter_rules() if rule.rule not in OPEN_ROUTES]
+    assert len(rules) == len(list(app.url_map.iter_rules())) - len(OPEN_ROUTES)
+    for rule in rules:
+        path = re.sub(r"<[^>]+>", "7", rule.rule)  # user_id 7, task_id 7
+        for method in rule.methods - {"OPTIONS"}:
+            response = client.open(path, method=method, json={})
+            assert response.status_code == 401, (method, rule.rule)
+            assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_other_users_path_is_403(client, auth):
