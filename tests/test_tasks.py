@@ -234,17 +234,26 @@ def test_patch_invalid_input_is_422_and_changes_nothing(client, auth, app, body)
     assert (row.title, row.completed) == ("keep", False)
 
 
-@pytest.mark.parametrize("method", ["put", "patch", "delete"])
-def test_writes_to_other_users_task_are_404_and_change_nothing(client, auth, app, method):
+# Every route that names a task: (method, path under a tasks URL, body) for a task id.
+ROUTES_OF_A_TASK = {
+    "GET": lambda task_id: ("GET", f"/{task_id}", None),
+    "PUT": lambda task_id: ("PUT", f"/{task_id}", {"title": "mine now"}),
+    "PATCH": lambda task_id: ("PATCH", f"/{task_id}", {"title": "mine now"}),
+    "DELETE": lambda task_id: ("DELETE", f"/{task_id}", None),
+    "complete": lambda task_id: ("PATCH", f"/{task_id}/complete", None),
+    "bulk": lambda task_id: ("PATCH", "", {"ids": [task_id], "completed": False}),
+}
+
+
+@pytest.mark.parametrize("route", ROUTES_OF_A_TASK.values(), ids=ROUTES_OF_A_TASK)
+def test_other_users_task_is_404_on_every_route_and_unchanged(client, auth, app, route):
     alice, bob = auth.signup("alice@example.com"), auth.signup("bob@example.com")
-    task = auth.create_task(alice, title="alice's")
-    send = getattr(client, method)
-    response = send(
-        f"{bob.tasks_url}/{task['id']}", json={"title": "mine now"}, headers=bob.headers
-    )
+    method, path, body = route(auth.create_task(alice, title="alice's", completed=True)["id"])
+    before = stored_tasks(app)
+    response = client.open(bob.tasks_url + path, method=method, json=body, headers=bob.headers)
     assert response.status_code == 404
-    row = stored_task(app, task["id"])
-    assert (row.title, row.user_id) == ("alice's", alice.id)
+    assert "alice's" not in response.text
+    assert stored_tasks(app) == before
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
@@ -278,13 +287,23 @@ def test_task_routes_need_a_token(client, auth, method):
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("method", ["get", "post"])
-def test_task_routes_of_another_user_are_403(client, auth, app, method):
+ROUTES = {
+    "list": lambda task_id: ("GET", "", None),
+    "create": lambda task_id: ("POST", "", {"title": "t"}),
+    "clear": lambda task_id: ("DELETE", "?completed=true", None),
+    **ROUTES_OF_A_TASK,
+}
+
+
+@pytest.mark.parametrize("route", ROUTES.values(), ids=ROUTES)
+def test_other_users_urls_are_403_on_every_route_and_change_nothing(client, auth, app, route):
     alice, bob = auth.signup("alice@example.com"), auth.signup("bob@example.com")
-    response = getattr(client, method)(bob.tasks_url, json={"title": "t"}, headers=alice.headers)
-    assert response.status_code == 403
-    with app.app_context():
-        assert Task.select().count() == 0
+    method, path, body = route(auth.create_task(alice, completed=True)["id"])
+    auth.create_task(bob, completed=True)
+    before = stored_tasks(app)
+    response = client.open(alice.tasks_url + path, method=method, json=body, headers=bob.headers)
+    assert (response.status_code, response.json["code"]) == (403, 403)
+    assert stored_tasks(app) == before
 
 
 def test_new_fields_have_defaults(client, auth):
