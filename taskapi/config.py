@@ -51,6 +51,7 @@ def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any
         "MAX_CONTENT_LENGTH": read("MAX_CONTENT_LENGTH", 65536, integer(minimum=1024)),
         "REQUEST_TIMEOUT": read("REQUEST_TIMEOUT", 10, integer(minimum=1)),
         "CONNECTION_LIMIT": read("CONNECTION_LIMIT", 1000, integer(minimum=10)),
+        "CONNECTIONS_PER_ADDRESS": read("CONNECTIONS_PER_ADDRESS", 100, integer(minimum=1)),
         "TOMBSTONE_RETENTION_DAYS": read("TOMBSTONE_RETENTION_DAYS", 30, integer(minimum=1)),
         "RATELIMIT_ENABLED": read("RATELIMIT_ENABLED", True, parse_bool),
         "RATELIMIT_STORAGE_URI": read("RATELIMIT_STORAGE_URI", "database://", parse_storage_uri),

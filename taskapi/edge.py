@@ -3,6 +3,7 @@ may call (CORS), which proxies are believed about the client's address, the rate
 (ratelimits.py), and the waitress server every way of serving uses: body and connection
 limits, request timeout, its own errors in the API's shape."""
 
+import collections
 import ipaddress
 import json
 import logging
@@ -124,6 +125,12 @@ def create_server(app, threads, **listen):
     server.channel_class = Channel
     server.request_timeout = app.config["REQUEST_TIMEOUT"]
     server.cors = app.extensions["cors"]
+    server.connections = collections.Counter()  # open connections by client address
+    proxies = app.config["TRUSTED_PROXIES"]
+    # Behind proxies given only by their count, any address may be one: then no cap.
+    counted = isinstance(proxies, int) and proxies
+    server.per_address = None if counted else app.config["CONNECTIONS_PER_ADDRESS"]
+    server.proxies = () if isinstance(proxies, int) else proxies
     app.extensions["password_gate"].serve_with(server.task_dispatcher, threads)
     return server
 
@@ -171,20 +178,40 @@ class JSONErrorTask(ErrorTask):
 
 
 class Channel(HTTPChannel):
-    """waitress's connection, with two changes:
+    """waitress's connection, with three changes:
     - each request must arrive whole within the server's request_timeout of the moment the
       server is ready for it (the connection opened, or the last answer was sent); otherwise the
       connection is closed. waitress alone closes only connections idle for channel_timeout, so
       clients that never finish a request (or send blank lines, which are no request) would hold
       the connection limit;
+    - one client address holds at most CONNECTIONS_PER_ADDRESS of them (the trusted proxies
+      any number), so that one client cannot hold them all;
     - what waitress refuses by itself (a body over the limit, headers too large or malformed)
       is answered in the API's JSON error shape."""
 
     error_task_class = JSONErrorTask
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, server, sock, addr, adj, map=None):
+        super().__init__(server, sock, addr, adj, map)
         self.waiting_since = time.monotonic()
+        self.peer = addr[0]
+        server.connections[self.peer] += 1
+        if self.is_one_too_many():
+            self.will_close = True  # closed by the loop before anything is read from it
+
+    def is_one_too_many(self):
+        limit = self.server.per_address
+        if limit is None or is_in(self.peer, self.server.proxies):
+            return False
+        return self.server.connections[self.peer] > limit
+
+    def del_channel(self, map=None):
+        if self.peer is not None:  # once, however often it is closed
+            self.server.connections[self.peer] -= 1
+            if not self.server.connections[self.peer]:
+                del self.server.connections[self.peer]
+            self.peer = None
+        super().del_channel(map)
 
     def received(self, data):
         queued = len(self.requests)

@@ -116,7 +116,7 @@ def test_connections_that_never_finish_a_request_are_closed(start_server):
 
 def test_hundreds_of_idle_connections_leave_health_answering(start_server):
     server = start_server()
-    stalled = [connect(server) for _ in range(230)]
+    stalled = [connect(server, f"127.0.0.{2 + number % 23}") for number in range(230)]
     for sock in stalled:
         sock.sendall(b"GET /health HTTP/1.1\r\n")
     assert timed_health(server) < 1
@@ -245,3 +245,24 @@ def test_waitress_serve_says_what_it_leaves_out(tmp_path, database_url):
     finally:
         process.kill()
         process.wait()
+
+
+def test_one_client_address_holds_at_most_its_share_of_connections(start_server):
+    server = start_server("--workers=1", CONNECTIONS_PER_ADDRESS="10", TRUSTED_PROXIES="127.0.0.1")
+    held = [connect(server, "127.0.0.2") for _ in range(10)]
+    with connect(server, "127.0.0.2") as one_too_many:
+        assert is_closed_by_server(one_too_many)
+    with connect(server, "127.0.0.3") as other:  # another address, and the proxy, still served
+        other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(other)[0] == 200
+    proxied = [connect(server, "127.0.0.1") for _ in range(15)]
+    for sock in proxied[-3:]:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    held.pop().close()
+    time.sleep(0.5)
+    with connect(server, "127.0.0.2") as again:  # a place came free
+        again.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(again)[0] == 200
+    for sock in held + proxied:
+        sock.close()
