@@ -56,6 +56,7 @@ DOCS_POLICY = (
     "img-src 'self' data:; frame-ancestors 'none'"
 )
 DOCS_ENDPOINTS = {"api-docs.openapi_swagger_ui", "static"}
+TOO_LARGE = "The request body is too large."
 
 
 class ErrorResponses(BasePlugin):
@@ -104,7 +105,7 @@ class Api(BaseApi):
         if "message" not in payload:
             payload["message"] = "Invalid request." if "errors" in payload else error.description
         if code == 413:  # in the words of waitress's and nginx's own 413 (see edge.py)
-            payload["message"] = "The request body is too large."
+            payload["message"] = TOO_LARGE
         payload["detail"] = payload["message"]
         if code == 401:
             headers.setdefault("WWW-Authenticate", "Bearer")

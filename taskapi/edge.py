@@ -18,6 +18,7 @@ from waitress.task import ErrorTask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import ratelimits
+from .api import TOO_LARGE
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ IDLE_SECONDS = 30
 SPARE_FILES = 200  # open files kept for all but connections: the database pool, logs, pipes
 WAITRESS_ERRORS = {
     400: "The request is malformed.",
-    413: "The request body is too large.",
+    413: TOO_LARGE,
     431: "The request headers are too large.",
 }
 ERROR_HEADERS = [
