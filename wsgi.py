@@ -12,7 +12,7 @@ import sys
 from dotenv import load_dotenv
 from pythonjsonlogger.json import JsonFormatter
 
-from taskapi import create_app, edge
+from taskapi import create_app, edge, mail
 from taskapi.config import ConfigError
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -113,6 +113,7 @@ def fork_worker(sock, threads):
     signal.signal(signal.SIGTERM, stop_worker)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
+        mail.start_sender(app)  # threads do not survive fork(): each worker starts its own
         server = edge.create_server(app, threads, sockets=[sock])
         server.print_listen("Serving on http://{}:{}")
         server.run()
@@ -133,7 +134,8 @@ def stop_worker(signum, frame):
 
 if __name__ == "__main__":
     sys.exit(main())
-elif sys.argv and os.path.basename(sys.argv[0]) in {"waitress-serve", "gunicorn", "uwsgi"}:
+mail.start_sender(app)  # `flask run` (make run), or another server importing this module
+if sys.argv and os.path.basename(sys.argv[0]) in {"waitress-serve", "gunicorn", "uwsgi"}:
     log.warning(
         "%s serves taskapi without its own server settings (body and connection limits, request "
         "timeout, proxy headers): run `python wsgi.py` instead",

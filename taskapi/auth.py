@@ -1,29 +1,18 @@
-"""The auth blueprint (sign up, sign in, me), bcrypt hashing, and the token check on every route."""
+"""The token check on every route, and the signed-in account: read it, rename it, delete it."""
 
-import functools
 import logging
-import uuid
 
-import bcrypt
 import jwt
 from flask import current_app, g, request
 from marshmallow import ValidationError
-from peewee import IntegrityError, fn
 
 from .api import Blueprint, abort
-from .db import close_db, database
-from .models import USER_BY_ID, DeletedUser, User
-from .ratelimits import issue_device_token, limit_per_address, limit_signin, read_device_token
-from .schemas import (
-    AccountDeleteSchema,
-    CredentialsSchema,
-    PasswordChangeSchema,
-    ProfileSchema,
-    SignupSchema,
-    TokenSchema,
-    TokenUserSchema,
-    UserSchema,
-)
+from .db import database
+from .models import USER_BY_ID, USER_BY_SESSION, DeletedUser, User
+from .passwords import confirm_password, get_dummy_hash
+from .ratelimits import limit_per_address
+from .schemas import AccountDeleteSchema, ProfileSchema, TokenUserSchema, UserSchema
+from .sessions import ENDED, check_session
 from .tokens import (
     ISSUER,
     JWKS_RETRY_SECONDS,
@@ -31,9 +20,9 @@ from .tokens import (
     KeysUnavailable,
     LivesTooLong,
     get_user_id,
-    issue_token,
     verify_token,
 )
+from .verification import settle_email
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +30,22 @@ blp = Blueprint(
     "auth",
     __name__,
     url_prefix="/api",
-    description="Create an account or sign in to get a bearer token; manage the account.",
+    description="The signed-in account, whether it signs in here or through the frontend.",
 )
 
 # Everything else needs a valid bearer token (see load_user).
 PUBLIC = {
-    "auth.signup",
-    "auth.signin",
+    "accounts.signup",
+    "accounts.signin",
+    "accounts.request_password_reset",
+    "accounts.reset_password",
+    "accounts.verify_email",
+    "sessions.refresh",
     "health.health",
     "api-docs.openapi_json",
     "api-docs.openapi_swagger_ui",
     "static",
 }
-BAD_CREDENTIALS = "Invalid email or password."
 KEYS_UNAVAILABLE = "The sign-in provider's keys cannot be fetched; try again shortly."
 
 
@@ -62,41 +54,6 @@ def init_app(app):
     jwks_url = app.config["BETTER_AUTH_JWKS_URL"]
     app.extensions["jwks"] = JWKSClient(jwks_url) if jwks_url else None
     app.before_request(load_user)
-
-
-@blp.post("/auth/signup")
-@limit_per_address
-@blp.arguments(SignupSchema())
-@blp.response(201, TokenSchema)
-@blp.alt_response(409, response="CONFLICT")
-@blp.alt_response(429, response="TOO_MANY_REQUESTS")
-@blp.doc(security=[])
-def signup(fields):
-    """Create an account and get a token."""
-    password_hash = hash_password(fields.pop("password"))
-    try:
-        user = User.create(id=str(uuid.uuid4()), password_hash=password_hash, **fields)
-    except IntegrityError:
-        # The unique index on lower(email) decides, so concurrent sign-ups cannot both win.
-        abort(409, message="This email is already registered.")
-    return token_response(user)
-
-
-@blp.post("/auth/signin")
-@limit_per_address
-@blp.arguments(CredentialsSchema())
-@blp.response(200, TokenSchema)
-@blp.alt_response(401, response="UNAUTHORIZED")
-@blp.alt_response(429, response="TOO_MANY_REQUESTS")
-@blp.doc(security=[])
-def signin(credentials):
-    """Exchange an email and password for a token; send the device_token you were given."""
-    user = User.get_or_none(fn.lower(User.email) == credentials["email"])
-    device = read_device_token(credentials.get("device_token"), user)
-    limit_signin(credentials["email"], device)
-    if not check_password(credentials["password"], user and user.password_hash):
-        abort(401, message=BAD_CREDENTIALS)
-    return token_response(user, device)
 
 
 @blp.get("/auth/me")
@@ -116,19 +73,6 @@ def update_me(fields):
     return g.user
 
 
-@blp.post("/auth/password")
-@limit_per_address
-@blp.arguments(PasswordChangeSchema())
-@blp.response(204)
-@blp.alt_response(403, response="FORBIDDEN")
-@blp.alt_response(429, response="TOO_MANY_REQUESTS")
-def change_password(fields):
-    """Change the password: the current one is needed."""
-    confirm_password(fields["current_password"])
-    password_hash = hash_password(fields["new_password"])
-    User.update(password_hash=password_hash).where(User.id == g.user.id).execute()
-
-
 @blp.delete("/users/<user_id>")
 @limit_per_address
 @blp.arguments(AccountDeleteSchema())
@@ -143,46 +87,6 @@ def delete_account(fields, user_id):
     with database.atomic():
         User.delete().where(User.id == g.user.id).execute()  # tasks go too (ON DELETE CASCADE)
         DeletedUser.insert(id=g.user.id).on_conflict_ignore().execute()
-
-
-def confirm_password(password):
-    if g.user.password_hash is None:
-        abort(403, message="This account has no password here: it signs in through the frontend.")
-    if not check_password(password, g.user.password_hash):
-        abort(403, message="The password is wrong.")
-
-
-def token_response(user, device=None):
-    config = current_app.config
-    token = issue_token(user.id, user.email, config["BETTER_AUTH_SECRET"], config["JWT_EXPIRES_IN"])
-    return {
-        "user": user,
-        "access_token": token,
-        "token_type": "bearer",
-        "expires_in": config["JWT_EXPIRES_IN"],
-        "device_token": issue_device_token(user, device),
-    }
-
-
-def hash_password(password):
-    salt = bcrypt.gensalt(current_app.config["BCRYPT_ROUNDS"])
-    with current_app.extensions["password_gate"].turn():
-        return bcrypt.hashpw(password.encode(), salt).decode()
-
-
-def check_password(password, password_hash):
-    """Runs bcrypt even without a hash (unknown email, or a user provisioned without a
-    password), so the answer's timing does not tell whether the email exists."""
-    dummy = get_dummy_hash(current_app.config["BCRYPT_ROUNDS"])
-    close_db()  # the database is done with: hand the connection back while bcrypt runs
-    with current_app.extensions["password_gate"].turn():
-        matches = bcrypt.checkpw(password.encode(), (password_hash or dummy).encode())
-    return matches and password_hash is not None
-
-
-@functools.cache
-def get_dummy_hash(rounds):
-    return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(rounds)).decode()
 
 
 def load_user():
@@ -221,20 +125,42 @@ def get_token_claims():
 
 
 def get_or_provision_user(claims):
-    """The token's user; a frontend-signed token for an unknown id provisions that user."""
+    """The token's user: of a live session, for a token issued here; for a frontend-signed
+    token, the user it names, provisioned on first sight."""
     user_id = get_user_id(claims)
+    if claims.get("iss") == ISSUER:
+        return get_session_user(user_id, claims.get("sid"))
     user = USER_BY_ID.first(id=user_id)
-    if user is not None:
-        return user
-    if claims.get("iss") == ISSUER or DeletedUser.get_or_none(DeletedUser.id == user_id):
+    verified = claims.get("emailVerified") is True or claims.get("email_verified") is True
+    if user is None:
+        return provision_user(user_id, claims, verified)
+    if verified and not user.email_verified:  # the frontend has proven it since: once
+        User.update(email_verified=True).where(User.id == user_id).execute()
+        user.email_verified = True
+    return user
+
+
+def get_session_user(user_id, session_id):
+    """One query for the user and the session together: a read stays at two round trips."""
+    if not isinstance(session_id, str) or not session_id.isprintable():
+        reject_token(ENDED)  # issued before sessions existed: sign in once more
+    g.session_id = session_id
+    user = USER_BY_SESSION.first(id=user_id, session_id=session_id)
+    if user is None or not check_session(user):
+        reject_token(ENDED)
+    return user
+
+
+def provision_user(user_id, claims, verified):
+    if DeletedUser.get_or_none(DeletedUser.id == user_id):
         reject_token("The token's account no longer exists.")
     try:
         fields = TokenUserSchema().load(claims)
     except ValidationError:
         reject_token("The token's user is unknown here and carries no valid email.")
     # Ignoring conflicts settles a race of two first requests; a taken email leaves no row.
-    User.insert(id=user_id, **fields).on_conflict_ignore().execute()
-    user = User.get_or_none(User.id == user_id)
+    User.insert(id=user_id, email_verified=verified, **fields).on_conflict_ignore().execute()
+    user = User.get_or_none(User.id == user_id) or settle_email(user_id, fields, verified)
     if user is None:
         abort(409, message="The token's email is already registered to another account.")
     return user

@@ -40,6 +40,17 @@ def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any
         "CORS_ORIGINS": read("CORS_ORIGINS", ["http://localhost:3000"], parse_origins),
         "CORS_ALLOW_CREDENTIALS": read("CORS_ALLOW_CREDENTIALS", False, parse_bool),
         "JWT_EXPIRES_IN": read("JWT_EXPIRES_IN", 86400, integer(minimum=60)),
+        "REFRESH_EXPIRES_IN": read("REFRESH_EXPIRES_IN", 30 * 86400, integer(minimum=60)),
+        "LOCAL_ACCOUNTS": read("LOCAL_ACCOUNTS", True, parse_bool),
+        "PASSWORD_MIN_LENGTH": read("PASSWORD_MIN_LENGTH", 8, integer(minimum=8, maximum=64)),
+        "SMTP_URL": read("SMTP_URL", None, parse_smtp_url),
+        "MAIL_FROM": read("MAIL_FROM", "taskapi <noreply@localhost>", parse_mail_from),
+        "PASSWORD_RESET_URL": read(
+            "PASSWORD_RESET_URL", "http://localhost:3000/reset-password", parse_page_url
+        ),
+        "EMAIL_VERIFY_URL": read(
+            "EMAIL_VERIFY_URL", "http://localhost:3000/verify-email", parse_page_url
+        ),
         "JWT_ISSUER": read("JWT_ISSUER", None, lambda name, value: value),
         "JWT_AUDIENCE": read("JWT_AUDIENCE", None, lambda name, value: value),
         "BETTER_AUTH_JWKS_URL": read("BETTER_AUTH_JWKS_URL", None, parse_jwks_url),
@@ -137,6 +148,36 @@ def parse_jwks_url(name: str, value: str) -> str:
         raise ValueError(
             f"{value!r} is not a URL like https://app.example.com/api/auth/jwks "
             "(the frontend's Better Auth JWKS endpoint)"
+        )
+    return value
+
+
+def parse_smtp_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise ValueError(
+            f"{value!r} is not a mail server like smtp://localhost:25 "
+            "or smtps://user:password@mail.example.com:465"
+        )
+    return value
+
+
+def parse_mail_from(name: str, value: str) -> str:
+    if "@" not in value or "\n" in value or "\r" in value:
+        raise ValueError(f"{value!r} is not a sender like 'taskapi <noreply@example.com>'")
+    return value
+
+
+def parse_page_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query:
+        raise ValueError(
+            f"{value!r} is not a page like https://app.example.com/reset-password "
+            "(the link in the email adds ?token=...)"
         )
     return value
 

@@ -80,6 +80,7 @@ class User(BaseModel):
     password_hash = TextField(null=True)
     created_at = TimestampField(default=utcnow)
     task_count = IntegerField(default=0)  # kept by the database's triggers; read-only here
+    email_verified = BooleanField(default=False)
 
     class Meta:
         table_name = "users"
@@ -152,6 +153,63 @@ class RateLimit(BaseModel):
         table_name = "rate_limits"
 
 
+class Session(BaseModel):
+    """A signed-in device of an account that signs in here (see sessions.py)."""
+
+    id = TextField(primary_key=True)
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    label = TextField()
+    created_at = TimestampField(default=utcnow)
+    last_used_at = TimestampField(default=utcnow)
+    expires_at = TimestampField()
+
+    class Meta:
+        table_name = "sessions"
+
+
+class RefreshToken(BaseModel):
+    token_hash = TextField(primary_key=True)
+    session = ForeignKeyField(Session, column_name="session_id", on_delete="CASCADE")
+    used_at = TimestampField(null=True)
+
+    class Meta:
+        table_name = "refresh_tokens"
+
+
+class EmailToken(BaseModel):
+    """A password-reset or verification link's token, by its digest (see verification.py)."""
+
+    token_hash = TextField(primary_key=True)
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    purpose = TextField()
+    expires_at = TimestampField()
+    used_at = TimestampField(null=True)
+
+    class Meta:
+        table_name = "email_tokens"
+
+
+class Outbox(BaseModel):
+    """Mail waiting to be sent (see mail.py)."""
+
+    id = BigAutoField()
+    kind = TextField()
+    payload = TextField()
+    attempts = IntegerField(default=0)
+    send_after = DoubleField()  # seconds since the epoch
+    created_at = TimestampField(default=utcnow)
+
+    class Meta:
+        table_name = "outbox"
+
+
 # The two queries of every authenticated read, built once (see Prepared).
 USER_BY_ID = Prepared(User.select().where(User.id == Slot("id")).limit(1))
+# A token issued here: its user, if its session is still on.
+USER_BY_SESSION = Prepared(
+    User.select(User, Session.last_used_at, Session.expires_at)
+    .join(Session)
+    .where(Session.id == Slot("session_id"), User.id == Slot("id"))
+    .limit(1)
+)
 TASK_BY_ID = Prepared(Task.of(Slot("user_id")).where(Task.id == Slot("id")).limit(1))

@@ -24,7 +24,13 @@ from .api import abort
 from .db import ping
 from .models import RateLimit
 
-PASSWORD_ROUTES = {"auth.signup", "auth.signin", "auth.change_password", "auth.delete_account"}
+PASSWORD_ROUTES = {
+    "accounts.signup",
+    "accounts.signin",
+    "accounts.change_password",
+    "accounts.reset_password",
+    "auth.delete_account",
+}
 TOO_MANY = "Too many attempts; wait for the time in Retry-After, then try again."
 BUSY = "Too many sign-ins at once; try again in a moment."
 DEVICE_TOKEN_SECONDS = 365 * 86400

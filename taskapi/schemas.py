@@ -80,7 +80,11 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-PASSWORD_RULE = "8 characters to 72 bytes of UTF-8 (bcrypt's limit; never truncated)."
+PASSWORD_RULE = (
+    "At least PASSWORD_MIN_LENGTH characters (8 unless configured), at most 72 bytes of UTF-8 "
+    "(bcrypt's limit; never truncated), and not easy to guess: not a commonly used password, "
+    "not a pattern, not made from the account's email or name. A refusal says which."
+)
 
 
 def at_most_72_bytes(password):
@@ -89,9 +93,19 @@ def at_most_72_bytes(password):
 
 
 DEVICE_TOKEN = (
-    "Given with every token response: send it with this device's next sign-ins, so a stranger "
-    "guessing the account's password from elsewhere never locks this device out."
+    "Given with every sign-in and sign-up: send it with this device's next sign-ins, so a "
+    "stranger guessing the account's password from elsewhere never locks this device out."
 )
+DEVICE_NAME = "Names the new session (GET /api/auth/sessions); the User-Agent when absent."
+
+
+def device_name():
+    return Text(
+        load_only=True,
+        strip=True,
+        validate=validate.Length(max=100),
+        metadata={"description": DEVICE_NAME},
+    )
 
 
 class CredentialsSchema(Schema):
@@ -100,14 +114,15 @@ class CredentialsSchema(Schema):
     device_token = Text(
         load_only=True, validate=validate.Length(max=500), metadata={"description": DEVICE_TOKEN}
     )
+    device_name = device_name()
 
 
 def new_password():
     return Text(
         required=True,
-        validate=[validate.Length(min=8, error="Must be at least 8 characters."), at_most_72_bytes],
+        validate=at_most_72_bytes,
         load_only=True,
-        metadata={"description": PASSWORD_RULE, "maxLength": 72},
+        metadata={"description": PASSWORD_RULE, "minLength": 8, "maxLength": 72},
     )
 
 
@@ -122,6 +137,7 @@ class SignupSchema(CredentialsSchema):
 class UserSchema(Schema):
     id = fields.String(dump_only=True)
     email = fields.String(dump_only=True)
+    email_verified = fields.Boolean(dump_only=True)
     name = fields.String(dump_only=True, allow_none=True)
     created_at = fields.AwareDateTime(dump_only=True)
 
@@ -131,7 +147,43 @@ class TokenSchema(Schema):
     access_token = fields.String(required=True)
     token_type = fields.String(required=True, metadata={"example": "bearer"})
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds until expiry."})
-    device_token = fields.String(required=True, metadata={"description": DEVICE_TOKEN})
+    refresh_token = fields.String(
+        required=True,
+        metadata={"description": "For POST /api/auth/refresh, once: each refresh gives a new one."},
+    )
+    refresh_expires_in = fields.Integer(
+        required=True, metadata={"description": "Seconds until the refresh token expires."}
+    )
+    device_token = fields.String(metadata={"description": DEVICE_TOKEN})
+
+
+class RefreshSchema(Schema):
+    refresh_token = Text(required=True, load_only=True, validate=validate.Length(max=200))
+
+
+class SessionSchema(Schema):
+    id = fields.String(dump_only=True)
+    label = fields.String(dump_only=True, metadata={"example": "Firefox on a laptop"})
+    created_at = fields.AwareDateTime(dump_only=True)
+    last_used_at = fields.AwareDateTime(dump_only=True, metadata={"description": "To the minute."})
+    expires_at = fields.AwareDateTime(dump_only=True)
+    current = fields.Boolean(dump_only=True, metadata={"description": "This request's session."})
+
+
+class EmailSchema(Schema):
+    email = Email(required=True)
+
+
+class EmailTokenSchema(Schema):
+    token = Text(required=True, load_only=True, validate=validate.Length(max=200))
+
+
+class PasswordResetSchema(EmailTokenSchema):
+    new_password = new_password()
+
+
+class AcceptedSchema(Schema):
+    message = fields.String(required=True)
 
 
 class TaskSchema(Schema):

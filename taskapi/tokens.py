@@ -33,9 +33,17 @@ class LivesTooLong(jwt.InvalidTokenError):
     """Valid for longer than the service allows: a token that leaks should not work for years."""
 
 
-def issue_token(user_id: str, email: str, secret: str, expires_in: int) -> str:
+def issue_token(user_id: str, email: str, session_id: str, secret: str, expires_in: int) -> str:
+    """An access token for one session (`sid`): it works until it expires or the session ends."""
     now = int(time.time())
-    claims = {"iss": ISSUER, "sub": user_id, "email": email, "iat": now, "exp": now + expires_in}
+    claims = {
+        "iss": ISSUER,
+        "sub": user_id,
+        "sid": session_id,
+        "email": email,
+        "iat": now,
+        "exp": now + expires_in,
+    }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

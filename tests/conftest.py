@@ -1,5 +1,6 @@
 """Fixtures: the app on SQLite and on a fresh PostgreSQL database, a client, and sign-up helpers."""
 
+import email
 import json
 import os
 import signal
@@ -12,11 +13,13 @@ import urllib.request
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email import policy
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
+from aiosmtpd.controller import Controller
 
 from taskapi import create_app, edge
 from taskapi.db import database, init_db
@@ -76,7 +79,7 @@ def make_app(database_url):
         with app.app_context():
             init_db()
             if not made:
-                for table in ("tasks", "users", "deleted_users", "rate_limits"):
+                for table in ("tasks", "users", "deleted_users", "rate_limits", "outbox"):
                     database.execute_sql(f"DELETE FROM {table}")
         made.append(app)
         return app
@@ -145,6 +148,39 @@ def pytest_terminal_summary(terminalreporter):
     reasons = {report.longrepr[2] for report in skipped if "PostgreSQL half" in report.longrepr[2]}
     for reason in reasons:
         terminalreporter.write_sep("=", reason.removeprefix("Skipped: "), yellow=True, bold=True)
+
+
+class Inbox:
+    """An SMTP server on loopback (aiosmtpd): what arrives is kept, parsed, in `messages`."""
+
+    def __init__(self):
+        self.messages = []
+        self.arrived = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.arrived:
+            self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+            self.arrived.notify_all()
+        return "250 OK"
+
+    def wait_for(self, count, timeout=10):
+        """The first `count` messages, once that many have arrived (or fails)."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+        assert len(self.messages) >= count, f"{len(self.messages)} of {count} messages arrived"
+        return self.messages[:count]
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on a free loopback port: `.url` for SMTP_URL, `.inbox` to read."""
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=get_free_port())
+    controller.start()
+    controller.url = f"smtp://127.0.0.1:{controller.port}"
+    controller.inbox = inbox
+    yield controller
+    controller.stop()
 
 
 def bind_free_port(make_server):

@@ -32,6 +32,10 @@ TABLES = [
     "tasks",
     "deleted_users",
     "rate_limits",
+    "refresh_tokens",
+    "sessions",
+    "email_tokens",
+    "outbox",
     "users",
     "schema_migrations",
 ]
@@ -86,7 +90,7 @@ def test_db_upgrade_brings_a_first_version_database_up_to_date(app, runner):
     result = runner.invoke(args=["db", "upgrade"])
     assert result.output == (
         "Applied: 0001_baseline, 0002_task_features, 0003_task_count, 0004_tag_triggers, "
-        "0005_deleted_users_and_rate_limits.\n"
+        "0005_deleted_users_and_rate_limits, 0006_sessions_and_email.\n"
     )
     assert runner.invoke(args=["db", "upgrade"]).output == "Already up to date.\n"
     with app.app_context():
@@ -292,7 +296,7 @@ def test_connections_go_back_to_the_pool_after_errors(make_app):
     starve the next one (each runs in a thread of its own, like waitress's workers)."""
     app = make_app(DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0")
     client = app.test_client()
-    signup = {"email": "pool@x.io", "password": "12345678"}
+    signup = {"email": "pool@x.io", "password": "correct horse"}
     token = client.post("/api/auth/signup", json=signup).json["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     requests = [
@@ -312,7 +316,7 @@ def test_times_survive_a_session_in_another_time_zone(database_url, make_app):
         pytest.skip("PostgreSQL sessions")
     app = make_app(DATABASE_URL=database_url + "?options=-c%20timezone%3DAsia/Kathmandu")
     client = app.test_client()
-    signup = client.post("/api/auth/signup", json={"email": "tz@x.io", "password": "12345678"})
+    signup = client.post("/api/auth/signup", json={"email": "tz@x.io", "password": "correct horse"})
     headers = {"Authorization": f"Bearer {signup.json['access_token']}"}
     url = f"/api/users/{signup.json['user']['id']}/tasks"
     body = {"title": "t", "due_at": "2026-12-24T17:00:00+00:00"}

@@ -34,7 +34,7 @@ def test_wrong_method_is_json_405_with_allow_header(client):
 
 
 def test_body_over_the_limit_is_413_and_stores_nothing(client, app):
-    body = {"email": "big@x.io", "password": "12345678", "name": "n" * 70_000}
+    body = {"email": "big@x.io", "password": "correct horse", "name": "n" * 70_000}
     assert_error_shape(client.post("/api/auth/signup", json=body), 413)
     with app.app_context():
         assert User.select().count() == 0
@@ -42,7 +42,7 @@ def test_body_over_the_limit_is_413_and_stores_nothing(client, app):
 
 def test_body_limit_is_configurable(make_app):
     client = make_app(MAX_CONTENT_LENGTH="2048").test_client()
-    body = {"email": "a@x.io", "password": "12345678", "name": "n" * 2100}
+    body = {"email": "a@x.io", "password": "correct horse", "name": "n" * 2100}
     assert_error_shape(client.post("/api/auth/signup", json=body), 413)
 
 
@@ -99,7 +99,7 @@ def test_database_unreachable_is_503():
         {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/gone", "BETTER_AUTH_SECRET": SECRET}
     )
     client = app.test_client()
-    body = {"email": "a@x.io", "password": "12345678"}
+    body = {"email": "a@x.io", "password": "correct horse"}
     response = client.post("/api/auth/signin", json=body)
     assert_error_shape(response, 503)
     assert response.json["message"] == "The database is unavailable; try again shortly."

@@ -98,7 +98,7 @@ def test_outage_answers_503_then_recovers_with_every_acknowledged_task(cluster):
     with app.app_context():
         init_db()
     with serving(app) as base:
-        body = {"email": "outage@x.io", "password": "12345678"}
+        body = {"email": "outage@x.io", "password": "correct horse"}
         user = requests.post(f"{base}/api/auth/signup", json=body, timeout=30).json()
         headers = {"Authorization": f"Bearer {user['access_token']}"}
         tasks_url = f"{base}/api/users/{user['user']['id']}/tasks"

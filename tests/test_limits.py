@@ -54,11 +54,11 @@ def test_auth_routes_share_a_limit_per_address(make_app):
     client = limited_app(make_app, AUTH_RATE_LIMIT="3/minute").test_client()
     environ = {"REMOTE_ADDR": "10.0.0.9"}
     for number in range(2):
-        body = {"email": f"a{number}@x.io", "password": "12345678"}
+        body = {"email": f"a{number}@x.io", "password": "correct horse"}
         assert client.post("/api/auth/signup", json=body, environ_base=environ).status_code == 201
     assert signin(client, "a0@x.io", address="10.0.0.9").status_code == 401
     assert_too_many(signin(client, "a1@x.io", address="10.0.0.9"))
-    body = {"email": "a2@x.io", "password": "12345678"}
+    body = {"email": "a2@x.io", "password": "correct horse"}
     assert_too_many(client.post("/api/auth/signup", json=body, environ_base=environ))
     assert signin(client, "a1@x.io", address="10.0.0.10").status_code == 401
 

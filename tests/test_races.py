@@ -16,7 +16,7 @@ def in_parallel(count, work):
 
 
 def signup(base, email):
-    body = {"email": email, "password": "12345678"}
+    body = {"email": email, "password": "correct horse"}
     response = requests.post(f"{base}/api/auth/signup", json=body, timeout=30)
     return response
 

@@ -472,7 +472,7 @@ def test_idempotency_key_of_another_user_replays_nothing_of_theirs(client, auth,
 
 
 def test_concurrent_retries_with_one_key_create_one_task(live_server, app):
-    account = {"email": "retry@x.io", "password": "12345678"}
+    account = {"email": "retry@x.io", "password": "correct horse"}
     user = requests.post(f"{live_server}/api/auth/signup", json=account, timeout=30).json()
     url = f"{live_server}/api/users/{user['user']['id']}/tasks"
     headers = {"Authorization": f"Bearer {user['access_token']}", "Idempotency-Key": "k"}

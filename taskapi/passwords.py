@@ -1,0 +1,86 @@
+"""Passwords: what makes one acceptable (NIST SP 800-63B), and hashing and checking it with
+bcrypt, at most BCRYPT_CONCURRENCY at a time (the password gate, see ratelimits.py)."""
+
+import functools
+
+import bcrypt
+from flask import current_app, g
+from zxcvbn import zxcvbn
+
+from .api import abort
+from .db import close_db
+
+# zxcvbn's score: 0 and 1 fall within a million guesses, which an offline attacker tries at once.
+MIN_SCORE = 2
+WHY = {
+    "passwords": "it is one of the most commonly used passwords",
+    "user_inputs": "it is made from your email address or name",
+    "english_wikipedia": "it is a common word",
+    "us_tv_and_film": "it is a common word",
+    "surnames": "it is a common name",
+    "female_names": "it is a common name",
+    "male_names": "it is a common name",
+    "repeat": "it repeats characters or words",
+    "sequence": "it is a sequence such as 12345678 or abcdefgh",
+    "spatial": "it is a keyboard pattern such as qwertyuiop",
+    "date": "it is a date",
+}
+
+
+def require_strong(password, email, name=None, field="password"):
+    """422 naming `field` unless the password is long enough and not easy to guess: not
+    common, not a pattern, not made from the account's own email or name."""
+    problem = get_weakness(password, email, name)
+    if problem:
+        abort(422, errors={"json": {field: [problem]}})
+
+
+def get_weakness(password, email, name=None):
+    """Why the password is refused, in words; None if it is acceptable."""
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if len(password) < minimum:
+        return f"Must be at least {minimum} characters."
+    local, _, domain = email.partition("@")
+    own_words = [email, local, *domain.split("."), *(name or "").split()]
+    verdict = zxcvbn(password, user_inputs=[word for word in own_words if word])
+    if verdict["score"] >= MIN_SCORE:
+        return None
+    return f"Too easy to guess: {get_reason(verdict['sequence'])}. Try a few unrelated words."
+
+
+def get_reason(matches):
+    """The reason of the longest part zxcvbn recognised."""
+    for match in sorted(matches, key=lambda match: -len(match["token"])):
+        reason = WHY.get(match.get("dictionary_name")) or WHY.get(match["pattern"])
+        if reason:
+            return reason
+    return "it is short and simple"
+
+
+def hash_password(password):
+    salt = bcrypt.gensalt(current_app.config["BCRYPT_ROUNDS"])
+    with current_app.extensions["password_gate"].turn():
+        return bcrypt.hashpw(password.encode(), salt).decode()
+
+
+def check_password(password, password_hash):
+    """Runs bcrypt even without a hash (unknown email, or a user provisioned without a
+    password), so the answer's timing does not tell whether the email exists."""
+    dummy = get_dummy_hash(current_app.config["BCRYPT_ROUNDS"])
+    close_db()  # the database is done with: hand the connection back while bcrypt runs
+    with current_app.extensions["password_gate"].turn():
+        matches = bcrypt.checkpw(password.encode(), (password_hash or dummy).encode())
+    return matches and password_hash is not None
+
+
+@functools.cache
+def get_dummy_hash(rounds):
+    return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(rounds)).decode()
+
+
+def confirm_password(password):
+    """403 unless `password` is the signed-in user's."""
+    if g.user.password_hash is None:
+        abort(403, message="This account has no password here: it signs in through the frontend.")
+    if not check_password(password, g.user.password_hash):
+        abort(403, message="The password is wrong.")

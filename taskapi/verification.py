@@ -1,0 +1,185 @@
+"""Proof of an email address: verification links, password-reset links, and what proof settles.
+
+The rule: an account whose email nobody has proven does not hold that email against the person
+who proves it. Whoever proves control of it (a link mailed here, or a frontend token saying
+`emailVerified: true`) gets the account that holds it unproven, with its tasks, under their own
+identity; the old identity is ended for good (its sessions, its password, its frontend tokens).
+Nobody gets an account through an email they have not proven: a frontend token whose email is
+unproven, or an account already proven by someone, is a 409 as before."""
+
+import hashlib
+import logging
+import secrets
+import uuid
+from datetime import timedelta
+
+from flask import current_app, g
+from peewee import fn
+
+from . import mail
+from .accounts import blp, set_password
+from .api import abort
+from .db import database
+from .models import DeletedUser, EmailToken, IdempotencyKey, Task, TaskTag, User, utcnow
+from .passwords import require_strong
+from .ratelimits import get_digest, hit, limit_per_address
+from .schemas import AcceptedSchema, EmailSchema, EmailTokenSchema, PasswordResetSchema
+
+log = logging.getLogger(__name__)
+
+RESET = "password_reset"
+VERIFY = "verify_email"
+LIFETIMES = {RESET: timedelta(hours=1), VERIFY: timedelta(days=3)}
+RESET_SENT = "If an account has this email, a link to reset its password is on its way."
+VERIFY_SENT = "If the email is not verified yet, a link to verify it is on its way."
+BAD_LINK = "This link is invalid, used or expired; ask for a new one."
+
+
+@blp.post("/password-reset")
+@limit_per_address
+@blp.arguments(EmailSchema())
+@blp.response(202, AcceptedSchema)
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@blp.doc(security=[])
+def request_password_reset(fields):
+    """Mail a link to reset the password: the answer is the same whether the account exists."""
+    hit(f"reset:{get_digest(fields['email'])}", current_app.config["SIGNIN_EMAIL_RATE_LIMIT"])
+    mail.queue(RESET, email=fields["email"])  # the same work either way: the sender looks it up
+    return {"message": RESET_SENT}
+
+
+@blp.post("/password-reset/confirm")
+@limit_per_address
+@blp.arguments(PasswordResetSchema())
+@blp.response(204)
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@blp.doc(security=[])
+def reset_password(fields):
+    """Set a new password with the token from the link; every session of the account ends."""
+    user = get_token_user(fields["token"], RESET)
+    require_strong(fields["new_password"], user.email, user.name, field="new_password")
+    with database.atomic():
+        use_token(fields["token"], RESET)
+        if user.password_hash is None and not user.email_verified:
+            user = take_over(user, str(uuid.uuid4()))  # a frontend account nobody proved
+        set_password(user.id, fields["new_password"], email_verified=True)
+        EmailToken.delete().where(EmailToken.user == user.id, EmailToken.purpose == RESET).execute()
+
+
+@blp.post("/verify-email")
+@limit_per_address
+@blp.arguments(EmailTokenSchema())
+@blp.response(204)
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@blp.doc(security=[])
+def verify_email(fields):
+    """Mark the account's email verified with the token from the link."""
+    user = use_token(fields["token"], VERIFY)
+    User.update(email_verified=True).where(User.id == user.id).execute()
+
+
+@blp.post("/verify-email/resend")
+@limit_per_address
+@blp.response(202, AcceptedSchema)
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+def resend_verification():
+    """Mail the signed-in user a new link to verify the email (nothing if it is verified)."""
+    if not g.user.email_verified:
+        mail.queue(VERIFY, user_id=g.user.id)
+    return {"message": VERIFY_SENT}
+
+
+@mail.composer(RESET)
+def compose_reset(payload):
+    user = User.get_or_none(fn.lower(User.email) == payload["email"])
+    if user is None:
+        return None
+    link = get_link("PASSWORD_RESET_URL", create_token(user.id, RESET))
+    text = (
+        "Someone asked to reset the password of your taskapi account. To choose a new one, "
+        f"open this link within the hour:\n\n{link}\n\nIf it was not you, ignore this email."
+    )
+    return user.email, "Reset your taskapi password", text
+
+
+@mail.composer(VERIFY)
+def compose_verification(payload):
+    user = User.get_or_none(User.id == payload["user_id"])
+    if user is None or user.email_verified:
+        return None
+    link = get_link("EMAIL_VERIFY_URL", create_token(user.id, VERIFY))
+    text = f"To confirm that this is your email address for taskapi, open this link:\n\n{link}\n"
+    return user.email, "Verify your email for taskapi", text
+
+
+def get_link(setting, token):
+    return f"{current_app.config[setting]}?token={token}"
+
+
+def create_token(user_id, purpose):
+    """A link's token: only its digest is stored, so the database alone opens no account."""
+    token = secrets.token_urlsafe(32)
+    expires_at = utcnow() + LIFETIMES[purpose]
+    EmailToken.create(
+        token_hash=get_token_digest(token), user=user_id, purpose=purpose, expires_at=expires_at
+    )
+    return token
+
+
+def get_token_user(token, purpose):
+    """The account an unused, unexpired token of this purpose was sent for, or 422."""
+    user = User.select(User).join(EmailToken).where(is_usable(token, purpose)).first()
+    if user is None:
+        abort(422, errors={"json": {"token": [BAD_LINK]}})
+    return user
+
+
+def use_token(token, purpose):
+    """Use the token up, or 422: of two requests racing with it, one wins. The write comes
+    first, so SQLite never has to turn a reading transaction into a writing one."""
+    if not EmailToken.update(used_at=utcnow()).where(is_usable(token, purpose)).execute():
+        abort(422, errors={"json": {"token": [BAD_LINK]}})
+    token_hash = get_token_digest(token)
+    return User.select(User).join(EmailToken).where(EmailToken.token_hash == token_hash).get()
+
+
+def is_usable(token, purpose):
+    return (
+        (EmailToken.token_hash == get_token_digest(token))
+        & (EmailToken.purpose == purpose)
+        & EmailToken.used_at.is_null()
+        & (EmailToken.expires_at > utcnow())
+    )
+
+
+def get_token_digest(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def settle_email(user_id, fields, email_verified):
+    """The account for a frontend token whose email another account holds: that account, taken
+    over, if this token proves the email and nobody proved it before; otherwise None (409)."""
+    holder = User.get_or_none(fn.lower(User.email) == fields["email"])
+    if holder is None or not email_verified or holder.email_verified:
+        return None
+    log.warning("an unverified account's email was proven by a frontend user: taken over")
+    return take_over(holder, user_id, password_hash=None, name=fields.get("name") or holder.name)
+
+
+def take_over(holder, user_id, **fields):
+    """A new, verified account `user_id` with everything `holder` had; `holder` ends, and its id
+    is refused from then on (deleted_users), so no token or password of it reaches the tasks."""
+    with database.atomic():
+        User.update(email=f"taken-over:{holder.id}").where(User.id == holder.id).execute()
+        user = User.create(
+            **{"name": holder.name, "password_hash": holder.password_hash, **fields},
+            id=user_id,
+            email=holder.email,
+            email_verified=True,
+            task_count=holder.task_count,  # the triggers count tombstones, not moves
+        )
+        for model in (Task, TaskTag, IdempotencyKey):
+            model.update(user=user_id).where(model.user == holder.id).execute()
+        User.delete().where(User.id == holder.id).execute()
+        DeletedUser.insert(id=holder.id).on_conflict_ignore().execute()
+    return user
