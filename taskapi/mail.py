@@ -74,6 +74,8 @@ def run_sender(app):
                 send_pending()
         except PeeweeException as error:  # the database is away: try again at the next poll
             log.warning("mail: cannot read the outbox: %s", error)
+        except Exception:  # a bug must not end the thread, and with it all mail from here
+            log.exception("mail: the sender failed; it goes on at the next poll")
         wake.wait(POLL_SECONDS)
         wake.clear()
 
@@ -105,7 +107,7 @@ def send_row(row):
         message = compose(row)
         if message is not None:
             deliver(message)
-    except (OSError, smtplib.SMTPException) as error:
+    except (OSError, smtplib.SMTPException, PeeweeException) as error:
         retry(row, error)
         return 0
     Outbox.delete().where(Outbox.id == row.id).execute()
