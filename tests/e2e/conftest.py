@@ -104,6 +104,9 @@ def api(origins, tmp_path_factory):
             "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('e2e')}/taskapi.db",
             "BETTER_AUTH_SECRET": SECRET,
             "BCRYPT_ROUNDS": "4",
+            # Every user of this suite calls from 127.0.0.1, about 20 password-route calls a
+            # minute: the default limit per address (20/minute, tests/test_limits.py) is too few.
+            "AUTH_RATE_LIMIT": "200/minute",
             # and, on the same port as origins[0], any one-label name under example.test
             "CORS_ORIGINS": f"{origins[0]}, {get_wildcard_origin(origins[0])}",
         }

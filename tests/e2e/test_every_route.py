@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from taskapi import sessions, verification
+
 # What a frontend sends: the bearer token, JSON bodies, the headers it chose. `cache: "no-store"`
 # (common in Next.js code) also stops Chromium reusing the preflight of another method on the same
 # URL, so every call here is preflighted (but GET /health, a simple request) and checked on its own.
@@ -24,6 +26,8 @@ FETCH = """async ([url, method, token, body, headers]) => {
   };
 }"""
 PASSWORD = "correct horse"
+SESSION_FIELDS = {"id", "label", "created_at", "last_used_at", "expires_at", "current"}
+BAD_LINK_TOKEN = "not-a-token-from-a-mail"
 LAYOUTS = {"users": "/api/users/{user_id}/tasks", "alias": "/api/{user_id}/tasks"}
 
 
@@ -62,7 +66,8 @@ def get_preflighted_routes(requests, origin, user_id):
             assert get_names(seen.preflight_headers) <= get_names(
                 answer.get("Access-Control-Allow-Headers")
             ), seen
-            route = re.sub(r"/\d+(?=/|$)", "/{task_id}", seen.path.replace(user_id, "{user_id}"))
+            route = re.sub(r"(?<=/sessions/)[\w-]+$", "{session_id}", seen.path)
+            route = re.sub(r"/\d+(?=/|$)", "/{task_id}", route.replace(user_id, "{user_id}"))
             routes.add((seen.preflight_for, route))
     return routes
 
@@ -91,6 +96,94 @@ def test_account_routes_work_across_origins(call, api, origins):
         ("POST", "/api/auth/password"),
         ("POST", "/api/auth/signin"),
         ("DELETE", "/api/users/{user_id}"),
+    }
+
+
+def test_session_routes_work_across_origins(call, api, origins):
+    start = len(api.requests)
+    account = {"email": "hedy@example.com", "password": PASSWORD}
+    phone = call("POST", "/api/auth/signup", body={**account, "device_name": "phone"})
+    laptop = call("POST", "/api/auth/signin", body={**account, "device_name": "laptop"})
+    assert (phone["status"], laptop["status"]) == (201, 200)
+    for answer in (phone["body"], laptop["body"]):
+        assert answer["refresh_token"] and answer["refresh_expires_in"] > 0
+    user_id, token = phone["body"]["user"]["id"], laptop["body"]["access_token"]
+    listed = call("GET", "/api/auth/sessions", token)
+    assert listed["status"] == 200 and all(set(each) == SESSION_FIELDS for each in listed["body"])
+    current = {each["label"]: each["current"] for each in listed["body"]}
+    assert current == {"phone": False, "laptop": True}
+
+    # Another user's session is not found, and stays on.
+    _, other_token = sign_up(call, "frances@example.com")
+    [other] = call("GET", "/api/auth/sessions", other_token)["body"]
+    foreign = call("DELETE", f"/api/auth/sessions/{other['id']}", token)
+    assert (foreign["status"], foreign["body"]["message"]) == (404, "Session not found.")
+    assert call("GET", "/api/auth/me", other_token)["status"] == 200
+
+    [phone_session] = [each for each in listed["body"] if each["label"] == "phone"]
+    ended = call("DELETE", f"/api/auth/sessions/{phone_session['id']}", token)
+    assert (ended["status"], ended["body"]) == (204, None)
+    assert call("GET", "/api/auth/me", phone["body"]["access_token"])["status"] == 401
+    signed_out = call("POST", "/api/auth/signout", token)
+    assert (signed_out["status"], signed_out["body"]) == (204, None)
+    refused = call("GET", "/api/auth/me", token)
+    assert (refused["status"], refused["body"]["message"]) == (401, sessions.ENDED)
+
+    assert get_preflighted_routes(api.requests[start:], origins[0], user_id) == {
+        ("POST", "/api/auth/signup"),
+        ("POST", "/api/auth/signin"),
+        ("GET", "/api/auth/sessions"),
+        ("DELETE", "/api/auth/sessions/{session_id}"),
+        ("GET", "/api/auth/me"),
+        ("POST", "/api/auth/signout"),
+    }
+
+
+def test_refresh_works_once_across_origins(call, api, origins):
+    """No token, but a JSON body, so a preflight; a replayed refresh token ends the session."""
+    start = len(api.requests)
+    body = {"email": "radia@example.com", "password": PASSWORD}
+    first = call("POST", "/api/auth/signup", body=body)["body"]
+    renewed = call("POST", "/api/auth/refresh", body={"refresh_token": first["refresh_token"]})
+    assert (renewed["status"], renewed["body"]["user"]["id"]) == (200, first["user"]["id"])
+    assert renewed["body"]["refresh_token"] != first["refresh_token"]
+    assert call("GET", "/api/auth/me", renewed["body"]["access_token"])["status"] == 200
+
+    replayed = call("POST", "/api/auth/refresh", body={"refresh_token": first["refresh_token"]})
+    assert (replayed["status"], replayed["body"]["message"]) == (401, sessions.REFRESH_REFUSED)
+    assert call("GET", "/api/auth/me", renewed["body"]["access_token"])["status"] == 401
+
+    assert get_preflighted_routes(api.requests[start:], origins[0], first["user"]["id"]) == {
+        ("POST", "/api/auth/signup"),
+        ("POST", "/api/auth/refresh"),
+        ("GET", "/api/auth/me"),
+    }
+
+
+def test_email_link_routes_work_across_origins(call, api, origins):
+    """A bad link token (422) proves each route and its preflight; tests/test_mail.py follows
+    real links from the mail."""
+    start = len(api.requests)
+    user_id, token = sign_up(call, "barbara@example.com")
+    for email in ("barbara@example.com", "nobody@example.com"):  # the same answer for both
+        asked = call("POST", "/api/auth/password-reset", body={"email": email})
+        assert (asked["status"], asked["body"]) == (202, {"message": verification.RESET_SENT})
+    bad_reset = {"token": BAD_LINK_TOKEN, "new_password": "a brand new passphrase"}
+    reset = call("POST", "/api/auth/password-reset/confirm", body=bad_reset)
+    assert reset["status"] == 422
+    assert reset["body"]["errors"]["json"]["token"] == [verification.BAD_LINK]
+    verified = call("POST", "/api/auth/verify-email", body={"token": BAD_LINK_TOKEN})
+    assert verified["status"] == 422
+    assert verified["body"]["errors"]["json"]["token"] == [verification.BAD_LINK]
+    resent = call("POST", "/api/auth/verify-email/resend", token)
+    assert (resent["status"], resent["body"]) == (202, {"message": verification.VERIFY_SENT})
+
+    assert get_preflighted_routes(api.requests[start:], origins[0], user_id) == {
+        ("POST", "/api/auth/signup"),
+        ("POST", "/api/auth/password-reset"),
+        ("POST", "/api/auth/password-reset/confirm"),
+        ("POST", "/api/auth/verify-email"),
+        ("POST", "/api/auth/verify-email/resend"),
     }
 
 
