@@ -129,6 +129,8 @@ def get_or_provision_user(claims):
     token, the user it names, provisioned on first sight."""
     user_id = get_user_id(claims)
     if claims.get("iss") == ISSUER:
+        if not current_app.config["LOCAL_ACCOUNTS"]:
+            reject_token("Sign in through the frontend: this service no longer signs people in.")
         return get_session_user(user_id, claims.get("sid"))
     user = USER_BY_ID.first(id=user_id)
     verified = claims.get("emailVerified") is True or claims.get("email_verified") is True

@@ -174,9 +174,10 @@ def parse_mail_from(name: str, value: str) -> str:
 
 def parse_page_url(name: str, value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query:
+    valid = parts.scheme in {"http", "https"} and parts.hostname and not parts.query
+    if not valid or not value.isascii():
         raise ValueError(
-            f"{value!r} is not a page like https://app.example.com/reset-password "
+            f"{value!r} is not an ASCII page like https://app.example.com/reset-password "
             "(the link in the email adds ?token=...)"
         )
     return value

@@ -124,7 +124,7 @@ def compose(row):
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject
-    message.set_content(text)
+    message.set_content(text, cte="7bit")  # links stay whole in the raw text (they are ASCII)
     return message
 
 

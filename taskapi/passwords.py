@@ -2,6 +2,7 @@
 bcrypt, at most BCRYPT_CONCURRENCY at a time (the password gate, see ratelimits.py)."""
 
 import functools
+import re
 
 import bcrypt
 from flask import current_app, g
@@ -40,12 +41,21 @@ def get_weakness(password, email, name=None):
     minimum = current_app.config["PASSWORD_MIN_LENGTH"]
     if len(password) < minimum:
         return f"Must be at least {minimum} characters."
-    local, _, domain = email.partition("@")
-    own_words = [email, local, *domain.split("."), *(name or "").split()]
-    verdict = zxcvbn(password, user_inputs=[word for word in own_words if word])
+    verdict = zxcvbn(password, user_inputs=get_own_words(email, name))
     if verdict["score"] >= MIN_SCORE:
         return None
     return f"Too easy to guess: {get_reason(verdict['sequence'])}. Try a few unrelated words."
+
+
+def get_own_words(email, name):
+    """The words a password must not be made of: the email, its parts, and the name's, whole
+    and joined ("ada.lovelace@example.com" gives ada, lovelace and adalovelace too)."""
+    local, _, domain = email.partition("@")
+    words = [email, local, domain, *domain.split(".")]
+    for text in (local, name or ""):
+        parts = re.findall(r"[^\W_]+", text)
+        words += [*parts, "".join(parts)]
+    return [word for word in words if word]
 
 
 def get_reason(matches):

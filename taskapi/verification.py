@@ -96,8 +96,9 @@ def compose_reset(payload):
         return None
     link = get_link("PASSWORD_RESET_URL", create_token(user.id, RESET))
     text = (
-        "Someone asked to reset the password of your taskapi account. To choose a new one, "
-        f"open this link within the hour:\n\n{link}\n\nIf it was not you, ignore this email."
+        "Someone asked to reset the password of your taskapi account.\n"
+        f"To choose a new one, open this link within the hour:\n\n{link}\n\n"
+        "If it was not you, ignore this email: your password stays as it is.\n"
     )
     return user.email, "Reset your taskapi password", text
 
@@ -108,7 +109,7 @@ def compose_verification(payload):
     if user is None or user.email_verified:
         return None
     link = get_link("EMAIL_VERIFY_URL", create_token(user.id, VERIFY))
-    text = f"To confirm that this is your email address for taskapi, open this link:\n\n{link}\n"
+    text = f"To confirm that this is your email address for taskapi,\nopen this link:\n\n{link}\n"
     return user.email, "Verify your email for taskapi", text
 
 

@@ -17,6 +17,7 @@ from .test_auth import bearer, mint, stored_user
         ("qwertyuiop", "commonly used"),
         ("alice2024", "email address or name"),
         ("Wonderland1", "email address or name"),
+        ("aliceliddell1865", "email address or name"),
         ("short", "at least 8 characters"),
     ],
 )
@@ -68,6 +69,17 @@ def test_local_accounts_off_leaves_no_local_route(make_app):
     assert not any(rule.rule.startswith(tuple(LOCAL_ROUTES)) for rule in app.url_map.iter_rules())
     token = bearer(mint(sub="fe-1", email="fe@example.com"))
     assert client.get("/api/auth/me", headers=token).status_code == 200
+
+
+def test_local_accounts_off_refuses_the_tokens_issued_here(make_app):
+    """Their sessions can no longer be listed or ended, so they must not outlive the switch."""
+    issued = make_app().test_client()
+    body = {"email": "local@example.com", "password": "correct horse"}
+    token = bearer(issued.post("/api/auth/signup", json=body).json["access_token"])
+    client = make_app(LOCAL_ACCOUNTS="false").test_client()
+    response = client.get("/api/auth/me", headers=token)
+    assert response.status_code == 401
+    assert "frontend" in response.json["message"]
 
 
 # Who holds an email: proof wins over an account nobody verified (verification.py).
