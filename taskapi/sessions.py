@@ -130,7 +130,9 @@ def check_session(user):
     if user.expires_at <= now:
         return False
     if now - user.last_used_at >= LAST_USED_STEP:
-        Session.update(last_used_at=now).where(Session.id == g.session_id).execute()
+        # Threads that saw the same old time all come here; the first one writes.
+        stale = Session.last_used_at <= now - LAST_USED_STEP
+        Session.update(last_used_at=now).where(Session.id == g.session_id, stale).execute()
     return True
 
 
