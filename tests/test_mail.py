@@ -203,17 +203,33 @@ def test_a_mail_server_that_never_answers_slows_no_request(start_server):
 
 
 def test_mail_accepted_before_a_kill_is_sent_after_a_restart(start_server, smtp_server, app):
-    down = f"smtp://127.0.0.1:{get_free_port()}"
-    server = start_server(SMTP_URL=down)
-    body = {"email": "kept@example.com", "password": "correct horse"}
-    assert requests.post(f"{server.url}/api/auth/signup", json=body).status_code == 201
-    os.killpg(server.pid, signal.SIGKILL)  # every process: no chance to send or clean up
-    server.wait()
+    """Killed while sending: the row stays, claimed, and the next process sends it once the
+    claim's lease has run out (moved to now here, rather than waited for)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes the connection, never answers
+        server = start_server(SMTP_URL=f"smtp://127.0.0.1:{silent.getsockname()[1]}")
+        body = {"email": "kept@example.com", "password": "correct horse"}
+        assert requests.post(f"{server.url}/api/auth/signup", json=body).status_code == 201
+        wait_until(lambda: get_outbox(app)[0].attempts == 1)  # claimed, and stuck sending
+        os.killpg(server.pid, signal.SIGKILL)  # every process: no chance to send or clean up
+        server.wait()
     with app.app_context():
-        Outbox.update(send_after=0).execute()  # its retry is due now rather than in 10 s
+        Outbox.update(send_after=0).execute()
     start_server(SMTP_URL=smtp_server.url)
     [message] = smtp_server.inbox.wait_for(1)
     assert message["To"] == "kept@example.com"
+    wait_until(lambda: get_outbox(app) == [])
+
+
+def get_outbox(app):
+    with app.app_context():
+        return list(Outbox.select())
+
+
+def wait_until(condition, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_several_processes_send_each_message_once(start_server, smtp_server, app):
