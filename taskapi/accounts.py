@@ -77,12 +77,13 @@ def change_password(fields):
     """Change the password (the current one is needed); every other session ends."""
     confirm_password(fields["current_password"])
     require_strong(fields["new_password"], g.user.email, g.user.name, field="new_password")
-    set_password(g.user.id, fields["new_password"], keep_session=g.get("session_id"))
+    password_hash = hash_password(fields["new_password"])
+    set_password_hash(g.user.id, password_hash, keep_session=g.get("session_id"))
 
 
-def set_password(user_id, password, keep_session=None, **fields):
-    """A new password (and `fields`) for the account; its sessions end, but `keep_session`."""
-    password_hash = hash_password(password)
+def set_password_hash(user_id, password_hash, keep_session=None, **fields):
+    """A new password (and `fields`) for the account; its sessions end, but `keep_session`.
+    Hashed beforehand: bcrypt's quarter second must not hold a transaction open."""
     with database.atomic():
         User.update(password_hash=password_hash, **fields).where(User.id == user_id).execute()
         end_other_sessions(user_id, keep=keep_session)

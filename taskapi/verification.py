@@ -17,11 +17,11 @@ from flask import current_app, g
 from peewee import fn
 
 from . import mail
-from .accounts import blp, set_password
+from .accounts import blp, set_password_hash
 from .api import abort
 from .db import database
 from .models import DeletedUser, EmailToken, IdempotencyKey, Task, TaskTag, User, utcnow
-from .passwords import require_strong
+from .passwords import hash_password, require_strong
 from .ratelimits import get_digest, hit, limit_per_address
 from .schemas import AcceptedSchema, EmailSchema, EmailTokenSchema, PasswordResetSchema
 
@@ -58,11 +58,12 @@ def reset_password(fields):
     """Set a new password with the token from the link; every session of the account ends."""
     user = get_token_user(fields["token"], RESET)
     require_strong(fields["new_password"], user.email, user.name, field="new_password")
+    password_hash = hash_password(fields["new_password"])
     with database.atomic():
         use_token(fields["token"], RESET)
         if user.password_hash is None and not user.email_verified:
             user = take_over(user, str(uuid.uuid4()))  # a frontend account nobody proved
-        set_password(user.id, fields["new_password"], email_verified=True)
+        set_password_hash(user.id, password_hash, email_verified=True)
         EmailToken.delete().where(EmailToken.user == user.id, EmailToken.purpose == RESET).execute()
 
 
