@@ -139,3 +139,26 @@ def test_jwt_plugin_token_with_a_changed_subject_is_refused(better_auth, api):
     forged = ".".join([header, changed.decode().rstrip("="), signature])
     response = requests.get(f"{api}/api/auth/me", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
+
+
+def test_a_squatter_here_cannot_lock_out_the_owner_who_verified_with_better_auth(better_auth, api):
+    """Someone signed up here with the owner's email and never verified it. The owner signs up
+    with Better Auth: refused (409) while their email is unproven there too, and let in, with
+    the squatter's account, once Better Auth says `emailVerified`; the squatter is out."""
+    body = {"email": "owner@example.com", "password": "a squatter's passphrase"}
+    squatter = requests.post(f"{api}/api/auth/signup", json=body, timeout=10).json()
+    browser, user = sign_up(better_auth, "owner@example.com")
+    unproven = browser.get(f"{better_auth}/api/auth/token", timeout=10).json()["token"]
+    assert get_me(api, unproven).status_code == 409
+    link = browser.get(f"{better_auth}/verification-url?email=owner@example.com").json()["url"]
+    browser.get(link, timeout=10)  # the owner opens Better Auth's verification mail
+    token = browser.get(f"{better_auth}/api/auth/token", timeout=10).json()["token"]
+    assert jwt.decode(token, options={"verify_signature": False})["emailVerified"] is True
+    me = get_me(api, token)
+    assert me.status_code == 200, me.text
+    assert (me.json()["id"], me.json()["email_verified"]) == (user["id"], True)
+    assert get_me(api, squatter["access_token"]).status_code == 401
+
+
+def get_me(api, token):
+    return requests.get(f"{api}/api/auth/me", headers={"Authorization": f"Bearer {token}"})
