@@ -5,7 +5,7 @@ from importlib.resources import files
 
 from flask import Flask
 
-from . import accounts, auth, db, edge, health, sessions, tasks
+from . import accounts, auth, db, edge, health, sessions, tasks, verification
 from .api import Api, JSONProvider
 from .config import load_config
 
@@ -24,7 +24,7 @@ def create_app(config=None):
     api = Api(app)  # first: its hooks time and label every request, the refused ones too
     edge.init_app(app)  # CORS, proxies, rate limits, the password gate: before the token check
     auth.init_app(app)
-    local = (accounts.blp, sessions.blp) if app.config["LOCAL_ACCOUNTS"] else ()
+    local = (accounts.blp, sessions.blp, verification.blp) if app.config["LOCAL_ACCOUNTS"] else ()
     for blueprint in (*local, auth.blp, tasks.blp, health.blp):
         api.register_blueprint(blueprint)
     tasks.add_aliases(app)

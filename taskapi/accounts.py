@@ -1,6 +1,6 @@
 """Accounts that sign in here rather than through the frontend: sign up, sign in, change the
-password (here), reset it and verify the email (verification.py adds those routes). With
-LOCAL_ACCOUNTS=false the blueprint is not registered (see create_app)."""
+password (links to reset it or verify the email: verification.py). With LOCAL_ACCOUNTS=false
+the blueprint is not registered (see create_app)."""
 
 import uuid
 
@@ -11,17 +11,23 @@ from . import mail
 from .api import Blueprint, abort
 from .db import database
 from .models import User
-from .passwords import check_password, confirm_password, hash_password, require_strong
+from .passwords import (
+    check_password,
+    confirm_password,
+    hash_password,
+    require_strong,
+    set_password_hash,
+)
 from .ratelimits import issue_device_token, limit_per_address, limit_signin, read_device_token
 from .schemas import CredentialsSchema, PasswordChangeSchema, SignupSchema, TokenSchema
-from .sessions import begin_session, end_other_sessions
+from .sessions import begin_session
+from .verification import VERIFY
 
 blp = Blueprint(
     "accounts",
     __name__,
     url_prefix="/api/auth",
-    description="Accounts with a password here: sign up or sign in to get tokens, reset a "
-    "forgotten password, verify the email.",
+    description="Accounts with a password here: sign up or sign in to get tokens.",
 )
 
 BAD_CREDENTIALS = "Invalid email or password."
@@ -42,7 +48,7 @@ def signup(fields):
     try:
         with database.atomic():
             user = User.create(id=str(uuid.uuid4()), password_hash=password_hash, **fields)
-            mail.queue("verify_email", user_id=user.id)
+            mail.queue(VERIFY, user_id=user.id)
     except IntegrityError:
         # The unique index on lower(email) decides, so concurrent sign-ups cannot both win.
         abort(409, message="This email is already registered.")
@@ -79,11 +85,3 @@ def change_password(fields):
     require_strong(fields["new_password"], g.user.email, g.user.name, field="new_password")
     password_hash = hash_password(fields["new_password"])
     set_password_hash(g.user.id, password_hash, keep_session=g.get("session_id"))
-
-
-def set_password_hash(user_id, password_hash, keep_session=None, **fields):
-    """A new password (and `fields`) for the account; its sessions end, but `keep_session`.
-    Hashed beforehand: bcrypt's quarter second must not hold a transaction open."""
-    with database.atomic():
-        User.update(password_hash=password_hash, **fields).where(User.id == user_id).execute()
-        end_other_sessions(user_id, keep=keep_session)

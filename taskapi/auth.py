@@ -22,7 +22,7 @@ from .tokens import (
     get_user_id,
     verify_token,
 )
-from .verification import settle_email
+from .verification import is_proven, settle_email
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,8 @@ blp = Blueprint(
 PUBLIC = {
     "accounts.signup",
     "accounts.signin",
-    "accounts.request_password_reset",
-    "accounts.reset_password",
-    "accounts.verify_email",
+    "verification.request_password_reset",
+    "verification.reset_password",
     "sessions.refresh",
     "health.health",
     "api-docs.openapi_json",
@@ -133,10 +132,9 @@ def get_or_provision_user(claims):
             reject_token("Sign in through the frontend: this service no longer signs people in.")
         return get_session_user(user_id, claims.get("sid"))
     user = USER_BY_ID.first(id=user_id)
-    verified = claims.get("emailVerified") is True or claims.get("email_verified") is True
     if user is None:
-        return provision_user(user_id, claims, verified)
-    if verified and not user.email_verified:  # the frontend has proven it since: once
+        return provision_user(user_id, claims)
+    if not user.email_verified and is_proven(claims, user.email):  # proven since: written once
         User.update(email_verified=True).where(User.id == user_id).execute()
         user.email_verified = True
     return user
@@ -148,18 +146,19 @@ def get_session_user(user_id, session_id):
         reject_token(ENDED)  # issued before sessions existed: sign in once more
     g.session_id = session_id
     user = USER_BY_SESSION.first(id=user_id, session_id=session_id)
-    if user is None or not check_session(user):
+    if user is None or not check_session(user, session_id):
         reject_token(ENDED)
     return user
 
 
-def provision_user(user_id, claims, verified):
+def provision_user(user_id, claims):
     if DeletedUser.get_or_none(DeletedUser.id == user_id):
         reject_token("The token's account no longer exists.")
     try:
         fields = TokenUserSchema().load(claims)
     except ValidationError:
         reject_token("The token's user is unknown here and carries no valid email.")
+    verified = is_proven(claims, fields["email"])
     # Ignoring conflicts settles a race of two first requests; a taken email leaves no row.
     User.insert(id=user_id, email_verified=verified, **fields).on_conflict_ignore().execute()
     user = User.get_or_none(User.id == user_id) or settle_email(user_id, fields, verified)

@@ -159,8 +159,8 @@ def parse_smtp_url(name: str, value: str) -> str:
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
-        raise ValueError(
-            f"{value!r} is not a mail server like smtp://localhost:25 "
+        raise ValueError(  # without the value: it may hold a password
+            "not a mail server like smtp://localhost:25 "
             "or smtps://user:password@mail.example.com:465"
         )
     return value

@@ -1,6 +1,7 @@
 """Mail, sent off the request path through an outbox in the database.
 
-A request that causes mail writes a row to `outbox` (queue), in its own transaction, and answers.
+A request that causes mail writes a row to `outbox` (queue), with whatever else it writes, and
+answers.
 A thread in each server process (start_sender) sends the rows: it claims one by moving its
 send_after past a lease, in one statement, so no two processes send the same row; a row is
 deleted once the mail server has taken it, and tried again later, with backoff, if it has not.
@@ -9,8 +10,8 @@ answering leaves the row for the next one. A process killed while sending, after
 the message but before the row was deleted, means that message is sent again: at least once.
 
 What a row becomes is decided when it is sent, by the composer registered for its kind: so a
-password-reset request does the same work whether or not the account exists, and no link's
-token is ever stored (verification.py)."""
+password-reset request does the same work whether or not the account exists, and a link's token
+is never stored in the outbox, only in the mail (verification.py)."""
 
 import json
 import logging
@@ -32,7 +33,7 @@ COMPOSERS = {}  # kind -> function(payload) -> (to, subject, text), or None to s
 LEASE_SECONDS = 120  # longer than a send may take (SMTP_TIMEOUT_SECONDS, a few round trips)
 SMTP_TIMEOUT_SECONDS = 20
 POLL_SECONDS = 5
-MAX_ATTEMPTS = 10  # about 1.5 hours of backoff
+MAX_ATTEMPTS = 10  # 20 s, doubling, at most an hour apart: about 2.4 hours in all
 wake = threading.Event()
 
 
@@ -69,6 +70,7 @@ def start_sender(app):
 
 def run_sender(app):
     while True:
+        wake.clear()  # before looking: a row queued while sending wakes the next round at once
         try:
             with app.app_context():
                 send_pending()
@@ -77,16 +79,20 @@ def run_sender(app):
         except Exception:  # a bug must not end the thread, and with it all mail from here
             log.exception("mail: the sender failed; it goes on at the next poll")
         wake.wait(POLL_SECONDS)
-        wake.clear()
 
 
 def send_pending():
     """Send every row that is due and unclaimed; how many were sent."""
     sent = 0
-    while (row := claim_next()) is not None:
-        sent += send_row(row)
+    while (row := claim_next()) is not None or is_any_due():
+        if row is not None:  # None: another process took the row this one aimed at
+            sent += send_row(row)
         close_db()  # no connection is held while the mail server is slow
     return sent
+
+
+def is_any_due():
+    return Outbox.select().where(Outbox.send_after <= time.time()).exists()
 
 
 def claim_next():
@@ -107,7 +113,7 @@ def send_row(row):
         message = compose(row)
         if message is not None:
             deliver(message)
-    except (OSError, smtplib.SMTPException, PeeweeException) as error:
+    except Exception as error:  # the mail server's refusals, the database's, a composer's bug
         retry(row, error)
         return 0
     Outbox.delete().where(Outbox.id == row.id).execute()
@@ -129,12 +135,17 @@ def compose(row):
 
 
 def retry(row, error):
+    """Try the row again later, or give up on it after MAX_ATTEMPTS. The log names the error's
+    kind and SMTP code, not its text: a refusal's text holds the recipient's address."""
+    reason = f"{type(error).__name__} {getattr(error, 'smtp_code', '')}".strip()
     if row.attempts >= MAX_ATTEMPTS:
-        log.error("mail %d: giving up after %d attempts: %s", row.id, row.attempts, error)
+        log.error("mail %d: giving up after %d attempts: %s", row.id, row.attempts, reason)
         Outbox.delete().where(Outbox.id == row.id).execute()
         return
     delay = min(10 * 2**row.attempts, 3600)
-    log.warning("mail %d: attempt %d failed (%s); next in %d s", row.id, row.attempts, error, delay)
+    log.warning(
+        "mail %d: attempt %d failed (%s); next in %d s", row.id, row.attempts, reason, delay
+    )
     Outbox.update(send_after=time.time() + delay).where(Outbox.id == row.id).execute()
 
 

@@ -9,7 +9,9 @@ from flask import current_app, g
 from zxcvbn import zxcvbn
 
 from .api import abort
-from .db import close_db
+from .db import close_db, database
+from .models import User
+from .sessions import end_other_sessions
 
 # zxcvbn's score: 0 and 1 fall within a million guesses, which an offline attacker tries at once.
 MIN_SCORE = 2
@@ -94,3 +96,11 @@ def confirm_password(password):
         abort(403, message="This account has no password here: it signs in through the frontend.")
     if not check_password(password, g.user.password_hash):
         abort(403, message="The password is wrong.")
+
+
+def set_password_hash(user_id, password_hash, keep_session=None):
+    """A new password for the account; its sessions end, but `keep_session`. Hashed
+    beforehand: bcrypt's quarter second must not hold a transaction open."""
+    with database.atomic():
+        User.update(password_hash=password_hash).where(User.id == user_id).execute()
+        end_other_sessions(user_id, keep=keep_session)

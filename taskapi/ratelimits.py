@@ -28,7 +28,7 @@ PASSWORD_ROUTES = {
     "accounts.signup",
     "accounts.signin",
     "accounts.change_password",
-    "accounts.reset_password",
+    "verification.reset_password",
     "auth.delete_account",
 }
 TOO_MANY = "Too many attempts; wait for the time in Retry-After, then try again."

@@ -5,7 +5,6 @@ An access token issued here names its session, and every request checks the sess
 query that loads the user (models.USER_BY_SESSION): once a session's row is deleted, its tokens
 are refused by every process at once."""
 
-import hashlib
 import logging
 import secrets
 from datetime import timedelta
@@ -13,9 +12,10 @@ from datetime import timedelta
 from flask import current_app, g, request
 
 from .api import Blueprint, abort
+from .db import database
 from .models import RefreshToken, Session, User, utcnow
 from .schemas import RefreshSchema, SessionSchema, TokenSchema
-from .tokens import issue_token
+from .tokens import hash_token, issue_token
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def list_sessions():
 @blp.alt_response(404, response="NOT_FOUND")
 def end_session(session_id):
     """End one of the user's sessions: its tokens are refused from now on."""
-    ended = Session.delete().where(Session.id == session_id, Session.user == g.user.id).execute()
-    if not ended:
+    mine = (Session.id == session_id) & (Session.user == g.user.id)
+    if not session_id.isprintable() or not Session.delete().where(mine).execute():
         abort(404, message="Session not found.")
 
 
@@ -64,14 +64,10 @@ def signout():
 @blp.doc(security=[])
 def refresh(fields):
     """A new access token and a new refresh token for a refresh token, which then is used up."""
-    session = redeem(fields["refresh_token"])
-    if session is None:
+    tokens = renew(fields["refresh_token"])
+    if tokens is None:
         abort(401, message=REFRESH_REFUSED)
-    now, lifetime = utcnow(), current_app.config["REFRESH_EXPIRES_IN"]
-    Session.update(last_used_at=now, expires_at=now + timedelta(seconds=lifetime)).where(
-        Session.id == session.id
-    ).execute()
-    return issue_tokens(User.get_by_id(session.user_id), session.id)
+    return tokens
 
 
 def begin_session(user, device_name=None):
@@ -94,7 +90,7 @@ def issue_tokens(user, session_id):
     """The token response: an access token naming the session, and a new refresh token."""
     config = current_app.config
     refresh_token = secrets.token_urlsafe(32)
-    RefreshToken.create(token_hash=get_digest(refresh_token), session=session_id)
+    RefreshToken.create(token_hash=hash_token(refresh_token), session=session_id)
     access_token = issue_token(
         user.id, user.email, session_id, config["BETTER_AUTH_SECRET"], config["JWT_EXPIRES_IN"]
     )
@@ -108,22 +104,30 @@ def issue_tokens(user, session_id):
     }
 
 
-def redeem(refresh_token):
-    """The live session a refresh token belongs to, using the token up; None if there is none.
-    A token presented a second time ends its session: one of the two presenting it stole it."""
-    token_hash = get_digest(refresh_token)
+def renew(refresh_token):
+    """New tokens for a refresh token, using it up; None if it cannot be. A token presented a
+    second time ends its session: one of the two presenting it stole it. The session's row is
+    locked first, as sign-out and a new password lock it, so racing requests wait in turn
+    rather than deadlock; and the transaction starts with a write, as SQLite needs."""
+    token_hash, now = hash_token(refresh_token), utcnow()
     token = RefreshToken.get_or_none(RefreshToken.token_hash == token_hash)
     if token is None:
         return None
+    lifetime = timedelta(seconds=current_app.config["REFRESH_EXPIRES_IN"])
+    live = (Session.id == token.session_id) & (Session.expires_at > now)
     unused = (RefreshToken.token_hash == token_hash) & RefreshToken.used_at.is_null()
-    if not RefreshToken.update(used_at=utcnow()).where(unused).execute():
-        Session.delete().where(Session.id == token.session_id).execute()
-        log.warning("a used refresh token came back: its session is ended")
-        return None
-    return Session.get_or_none(Session.id == token.session_id, Session.expires_at > utcnow())
+    with database.atomic():
+        if not Session.update(last_used_at=now, expires_at=now + lifetime).where(live).execute():
+            return None
+        if not RefreshToken.update(used_at=now).where(unused).execute():
+            Session.delete().where(Session.id == token.session_id).execute()
+            log.warning("a used refresh token came back: its session is ended")
+            return None
+        user = User.select().join(Session).where(Session.id == token.session_id).get()
+        return issue_tokens(user, token.session_id)
 
 
-def check_session(user):
+def check_session(user, session_id):
     """Whether the session USER_BY_SESSION read with the user is still on; if it is, its
     last_used_at is brought up to the minute (a write at most once a minute)."""
     now = utcnow()
@@ -132,7 +136,7 @@ def check_session(user):
     if now - user.last_used_at >= LAST_USED_STEP:
         # Threads that saw the same old time all come here; the first one writes.
         stale = Session.last_used_at <= now - LAST_USED_STEP
-        Session.update(last_used_at=now).where(Session.id == g.session_id, stale).execute()
+        Session.update(last_used_at=now).where(Session.id == session_id, stale).execute()
     return True
 
 
@@ -147,10 +151,6 @@ def mark_current(session):
 
 
 def get_label(device_name):
-    label = device_name or request.user_agent.string or "unknown device"
-    return label.strip()[:MAX_LABEL_LENGTH] or "unknown device"
-
-
-def get_digest(token):
-    """Tokens of 256 random bits need no slow hash: SHA-256 cannot be reversed to them."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    label = device_name or request.user_agent.string
+    printable = "".join(char for char in label[: MAX_LABEL_LENGTH * 2] if char.isprintable())
+    return printable.strip()[:MAX_LABEL_LENGTH] or "unknown device"

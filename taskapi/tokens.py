@@ -2,6 +2,7 @@
 secret, and the asymmetric tokens of Better Auth's JWT plugin checked against its JWKS."""
 
 import functools
+import hashlib
 import time
 from typing import Any
 
@@ -45,6 +46,12 @@ def issue_token(user_id: str, email: str, session_id: str, secret: str, expires_
         "exp": now + expires_in,
     }
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def hash_token(token: str) -> str:
+    """How refresh and link tokens are stored: 256 random bits need no slow hash, and SHA-256
+    cannot be turned back into the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class JWKSClient(jwt.PyJWKClient):

@@ -127,7 +127,10 @@ def test_a_proven_account_is_never_taken_by_another_proof(client, app, smtp_serv
     with app.app_context():
         mail.send_pending()
     token = smtp_server.inbox.messages[0].get_content().split("?token=")[1].split()[0]
-    assert client.post("/api/auth/verify-email", json={"token": token}).status_code == 204
+    verify = client.post(
+        "/api/auth/verify-email", json={"token": token}, headers=bearer(owner["access_token"])
+    )
+    assert verify.status_code == 204
     other = bearer(mint(sub="ba-other", email="owner@example.com", emailVerified=True))
     assert client.get("/api/auth/me", headers=other).status_code == 409
     assert client.get("/api/auth/me", headers=bearer(owner["access_token"])).status_code == 200
@@ -159,3 +162,14 @@ def test_a_reset_link_takes_an_email_from_a_frontend_squatter(client, app, smtp_
     signin = {"email": "owner@example.com", "password": "the owner's own passphrase"}
     signed_in = client.post("/api/auth/signin", json=signin)
     assert signed_in.status_code == 200 and signed_in.json["user"]["id"] != "ba-squatter"
+
+
+def test_a_verified_token_for_another_address_verifies_nothing_here(client, app):
+    """The frontend verified a new address; the one stored here stays unproven, so nobody who
+    holds the old mailbox can use a reset link on this account."""
+    typo = bearer(mint(sub="ba-1", email="alice@gmial.com"))
+    assert client.get("/api/auth/me", headers=typo).status_code == 200
+    fixed = bearer(mint(sub="ba-1", email="alice@gmail.com", emailVerified=True))
+    assert client.get("/api/auth/me", headers=fixed).json["email_verified"] is False
+    with app.app_context():
+        assert User.get_by_id("ba-1").email_verified is False

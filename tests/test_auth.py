@@ -325,7 +325,6 @@ OPEN_ROUTES = {
     "/api/auth/refresh",
     "/api/auth/password-reset",
     "/api/auth/password-reset/confirm",
-    "/api/auth/verify-email",
     "/health",
     "/openapi.json",
     "/docs",

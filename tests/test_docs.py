@@ -8,7 +8,6 @@ PUBLIC_OPERATIONS = {
     ("post", "/api/auth/refresh"),
     ("post", "/api/auth/password-reset"),
     ("post", "/api/auth/password-reset/confirm"),
-    ("post", "/api/auth/verify-email"),
     ("get", "/health"),
 }
 

@@ -14,8 +14,10 @@ import requests
 
 from taskapi import mail, verification
 from taskapi.models import EmailToken, Outbox, User, utcnow
+from taskapi.tokens import hash_token
 
 from .conftest import get_free_port
+from .test_auth import bearer, mint
 
 RESET_URL = "https://app.example.com/account/reset-password"  # long: the link line is over 78
 VERIFY_URL = "https://app.example.com/verify"
@@ -55,9 +57,12 @@ def test_signup_mails_a_verification_link_that_verifies(client, auth, app, smtp_
     [message] = smtp_server.inbox.messages
     assert message["To"] == "alice@example.com"
     token = get_token(message, VERIFY_URL)
-    assert client.post("/api/auth/verify-email", json={"token": token}).status_code == 204
+    verify = {"token": token}
+    assert client.post("/api/auth/verify-email", json=verify).status_code == 401
+    response = client.post("/api/auth/verify-email", json=verify, headers=alice.headers)
+    assert response.status_code == 204
     assert client.get("/api/auth/me", headers=alice.headers).json["email_verified"] is True
-    again = client.post("/api/auth/verify-email", json={"token": token})
+    again = client.post("/api/auth/verify-email", json=verify, headers=alice.headers)
     assert again.status_code == 422 and again.json["errors"]["json"]["token"]
 
 
@@ -67,10 +72,25 @@ def test_resend_mails_a_new_link_until_verified(client, auth, app, smtp_server):
     assert response.status_code == 202
     assert send_mail(app) == 2
     token = get_token(smtp_server.inbox.messages[-1], VERIFY_URL)
-    client.post("/api/auth/verify-email", json={"token": token})
+    client.post("/api/auth/verify-email", json={"token": token}, headers=alice.headers)
     client.post("/api/auth/verify-email/resend", headers=alice.headers)
     send_mail(app)
     assert len(smtp_server.inbox.messages) == 2  # verified: nothing more to send
+
+
+def test_a_link_verifies_only_the_account_it_was_sent_for(client, auth, app, smtp_server):
+    """A stranger signed up with Bob's address: Bob, signed in to his own account, clicks the
+    link the stranger's sign-up sent him, and the stranger's account stays unverified."""
+    auth.signup("stranger@example.com")
+    bob = auth.signup("bob@example.com")
+    send_mail(app)
+    sent_to_stranger = get_token(smtp_server.inbox.messages[0], VERIFY_URL)
+    response = client.post(
+        "/api/auth/verify-email", json={"token": sent_to_stranger}, headers=bob.headers
+    )
+    assert response.status_code == 422
+    with app.app_context():
+        assert not User.get(User.email == "stranger@example.com").email_verified
 
 
 def test_password_reset_from_the_mail_ends_every_session(client, auth, app, smtp_server):
@@ -110,6 +130,17 @@ def test_reset_does_the_same_work_for_an_unknown_email(client, auth, caplog):
     assert statements[0] == statements[1] and statements[0]
 
 
+def test_reset_mails_nothing_to_an_account_the_frontend_signs_in(client, app, smtp_server):
+    """Its password is the frontend's business: a password here would be a second way in."""
+    proven = bearer(mint(sub="ba-1", email="ba@example.com", emailVerified=True))
+    assert client.get("/api/auth/me", headers=proven).status_code == 200
+    assert (
+        client.post("/api/auth/password-reset", json={"email": "ba@example.com"}).status_code == 202
+    )
+    assert send_mail(app) == 1  # the row is done with: nothing to send
+    assert smtp_server.inbox.messages == []
+
+
 def test_reset_token_expires_after_an_hour(client, auth, app, smtp_server):
     auth.signup()
     token = reset_link(client, app, smtp_server.inbox)
@@ -139,7 +170,7 @@ def test_link_tokens_are_stored_only_as_digests(client, auth, app, smtp_server):
         stored = [row.token_hash for row in EmailToken.select()]
         assert Outbox.select().count() == 0  # sent rows go
     assert token not in stored
-    assert verification.get_token_digest(token) in stored
+    assert hash_token(token) in stored
 
 
 def test_reset_requests_are_rate_limited_per_email(make_app, smtp_server):

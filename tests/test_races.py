@@ -8,6 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from taskapi.models import Task, User
+from taskapi.verification import RESET, create_token
+
+from .test_auth import mint
 
 
 def in_parallel(count, work):
@@ -122,3 +125,57 @@ def test_concurrent_writes_with_one_etag_let_exactly_one_through(live_server, ap
     winner = next(response.json() for response in responses if response.status_code == 200)
     with app.app_context():
         assert Task.get_by_id(task_id).title == winner["title"]
+
+
+def test_racing_refreshes_and_signouts_never_answer_500(live_server):
+    """Two tabs refreshing with one token, or a refresh racing a sign-out: each answer is a
+    200 or a 401, and the session ends (a reuse is a reuse), never a 500."""
+    for round in range(10):
+        tokens = signup(live_server, f"tabs{round}@x.io").json()
+        body = {"refresh_token": tokens["refresh_token"]}
+        headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+        def race(number, body=body, headers=headers):
+            if number == 2:
+                return requests.post(f"{live_server}/api/auth/signout", headers=headers)
+            return requests.post(f"{live_server}/api/auth/refresh", json=body, timeout=30)
+
+        answers = in_parallel(3, race)
+        assert sorted(answer.status_code for answer in answers[:2]) in ([200, 401], [401, 401])
+        assert answers[2].status_code in (204, 401)
+        for answer in answers[:2]:
+            if answer.status_code == 200:
+                refreshed = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+                me = requests.get(f"{live_server}/api/auth/me", headers=refreshed)
+                assert me.status_code == 401  # a reuse was seen, or signed out: the session ended
+
+
+def test_first_requests_racing_to_take_over_an_email_all_get_the_account(live_server, app):
+    me = f"{live_server}/api/auth/me"
+    """A frontend user's page fires several requests at once on first sight, and their proven
+    email is held by an account nobody verified: every request gets the one new account."""
+    for round in range(5):
+        email = f"owner{round}@x.io"
+        signup(live_server, email)
+        token = mint(sub=f"ba-{round}", email=email, emailVerified=True)
+        headers = {"Authorization": f"Bearer {token}"}
+        answers = in_parallel(4, lambda n, h=headers: requests.get(me, headers=h, timeout=30))
+        assert [answer.status_code for answer in answers] == [200] * 4
+        assert {answer.json()["id"] for answer in answers} == {f"ba-{round}"}
+
+
+def test_two_reset_links_used_at_once_give_one_new_password(live_server, app):
+    """Two links of one account, confirmed at once: one 204, one 422, never a deadlock (503)."""
+    signup(live_server, "links@x.io")
+    with app.app_context():
+        user_id = User.get(User.email == "links@x.io").id
+    for round in range(10):
+        with app.app_context():
+            links = [create_token(user_id, RESET) for _ in range(2)]
+
+        def confirm(number, links=links, round=round):
+            body = {"token": links[number], "new_password": f"passphrase {round} and {number}"}
+            return requests.post(f"{live_server}/api/auth/password-reset/confirm", json=body)
+
+        statuses = sorted(answer.status_code for answer in in_parallel(2, confirm))
+        assert statuses == [204, 422]

@@ -7,6 +7,7 @@ import requests
 
 from taskapi import sessions
 from taskapi.models import RefreshToken, Session, utcnow
+from taskapi.tokens import hash_token
 
 from .test_auth import bearer, mint, session_of
 
@@ -94,7 +95,7 @@ def test_refresh_tokens_are_stored_only_as_digests(client, auth, app):
     token = signin(client)["refresh_token"]
     with app.app_context():
         stored = [row.token_hash for row in RefreshToken.select()]
-    assert token not in stored and sessions.get_digest(token) in stored
+    assert token not in stored and hash_token(token) in stored
 
 
 def test_unknown_refresh_token_is_401(client):
@@ -158,3 +159,9 @@ def test_access_tokens_name_their_session(client, auth):
     alice = auth.signup()
     claims = jwt.decode(alice.token, options={"verify_signature": False})
     assert claims["sid"] == session_of(alice) and claims["iss"] == "taskapi"
+
+
+def test_a_session_id_no_database_can_store_is_404(client, auth):
+    alice = auth.signup()
+    response = client.delete("/api/auth/sessions/a%00b", headers=alice.headers)
+    assert response.status_code == 404

@@ -172,7 +172,7 @@ def test_email_link_routes_work_across_origins(call, api, origins):
     reset = call("POST", "/api/auth/password-reset/confirm", body=bad_reset)
     assert reset["status"] == 422
     assert reset["body"]["errors"]["json"]["token"] == [verification.BAD_LINK]
-    verified = call("POST", "/api/auth/verify-email", body={"token": BAD_LINK_TOKEN})
+    verified = call("POST", "/api/auth/verify-email", token, body={"token": BAD_LINK_TOKEN})
     assert verified["status"] == 422
     assert verified["body"]["errors"]["json"]["token"] == [verification.BAD_LINK]
     resent = call("POST", "/api/auth/verify-email/resend", token)
