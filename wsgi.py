@@ -134,7 +134,10 @@ def stop_worker(signum, frame):
 
 if __name__ == "__main__":
     sys.exit(main())
-mail.start_sender(app)  # `flask run` (make run), or another server importing this module
+# Imported rather than run (`flask run`, i.e. `make run`, or another server): this process serves
+# requests itself, so it sends mail too. Run as a script, main() never returns here (sys.exit),
+# and each forked worker starts its own sender.
+mail.start_sender(app)
 if sys.argv and os.path.basename(sys.argv[0]) in {"waitress-serve", "gunicorn", "uwsgi"}:
     log.warning(
         "%s serves taskapi without its own server settings (body and connection limits, request "
