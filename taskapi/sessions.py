@@ -123,8 +123,15 @@ def renew(refresh_token):
             Session.delete().where(Session.id == token.session_id).execute()
             log.warning("a used refresh token came back: its session is ended")
             return None
+        forget_used_tokens(token.session_id, before=now - lifetime)
         user = User.select().join(Session).where(Session.id == token.session_id).get()
         return issue_tokens(user, token.session_id)
+
+
+def forget_used_tokens(session_id, before):
+    """Used refresh tokens are kept for a session's lifetime, to recognise a replay; then go."""
+    old = (RefreshToken.session == session_id) & (RefreshToken.used_at < before)
+    RefreshToken.delete().where(old).execute()
 
 
 def check_session(user, session_id):

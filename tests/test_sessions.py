@@ -165,3 +165,18 @@ def test_a_session_id_no_database_can_store_is_404(client, auth):
     alice = auth.signup()
     response = client.delete("/api/auth/sessions/a%00b", headers=alice.headers)
     assert response.status_code == 404
+
+
+def test_used_refresh_tokens_are_forgotten_after_a_sessions_lifetime(client, auth, app):
+    auth.signup()
+    first = signin(client)
+    second = client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    with app.app_context():
+        old = hash_token(first["refresh_token"])
+        long_ago = utcnow() - timedelta(days=31)
+        RefreshToken.update(used_at=long_ago).where(RefreshToken.token_hash == old).execute()
+    refresh = {"refresh_token": second.json["refresh_token"]}
+    assert client.post("/api/auth/refresh", json=refresh).status_code == 200
+    with app.app_context():
+        assert RefreshToken.get_or_none(RefreshToken.token_hash == old) is None
+        assert RefreshToken.select().count() == 3  # the sign-up's, the second, and the newest
