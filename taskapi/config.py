@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 from limits import parse_many
 
 HOST = r"[a-z0-9-]+(\.[a-z0-9-]+)*"
@@ -14,8 +15,9 @@ HOST = r"[a-z0-9-]+(\.[a-z0-9-]+)*"
 ORIGIN = re.compile(rf"https?://({HOST}|\[[0-9a-f:.]+\]|\*\.[a-z0-9-]+\.{HOST})(:[0-9]{{1,5}})?")
 
 
-class ConfigError(Exception):
-    """One line per mistake, each naming the variable and how to fix it."""
+class ConfigError(click.ClickException):
+    """One line per mistake, each naming the variable and how to fix it. A ClickException, so
+    `flask --app taskapi init-db` prints it as "Error: ..." rather than a traceback."""
 
 
 def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any]:

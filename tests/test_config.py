@@ -122,3 +122,18 @@ def test_production_entry_point_refuses_to_start_with_one_clear_line(tmp_path):
 def test_origins_are_origins_or_one_wildcard_label(tmp_path, origin):
     with pytest.raises(ConfigError, match="CORS_ORIGINS: .* is not an origin"):
         load_config({"BETTER_AUTH_SECRET": SECRET, "CORS_ORIGINS": origin}, str(tmp_path))
+
+
+def test_init_db_without_a_secret_says_so_in_one_line(tmp_path):
+    flask = Path(sys.executable).parent / "flask"
+    result = subprocess.run(
+        [flask, "--app", "taskapi", "init-db"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ROOT, "PYTHON_DOTENV_DISABLED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: BETTER_AUTH_SECRET: missing")
