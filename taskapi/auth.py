@@ -84,8 +84,7 @@ def delete_account(fields, user_id):
             abort(422, errors={"json": {"password": ["Missing data for required field."]}})
         confirm_password(fields["password"])
     with database.atomic():
-        User.delete().where(User.id == g.user.id).execute()  # tasks go too (ON DELETE CASCADE)
-        DeletedUser.insert(id=g.user.id).on_conflict_ignore().execute()
+        User.delete_for_good(g.user.id)
 
 
 def load_user():

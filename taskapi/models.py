@@ -85,6 +85,14 @@ class User(BaseModel):
     class Meta:
         table_name = "users"
 
+    @classmethod
+    def delete_for_good(cls, user_id):
+        """Delete the account (its tasks and sessions go with it: ON DELETE CASCADE) and keep
+        its id in deleted_users, so that no token naming it brings it back. Call it inside a
+        transaction: the two writes stand or fall together."""
+        cls.delete().where(cls.id == user_id).execute()
+        DeletedUser.insert(id=user_id).on_conflict_ignore().execute()
+
 
 class Task(BaseModel):
     id = BigAutoField()

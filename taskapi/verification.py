@@ -20,7 +20,7 @@ from peewee import fn
 from . import mail
 from .api import Blueprint, abort
 from .db import database
-from .models import DeletedUser, EmailToken, IdempotencyKey, Task, TaskTag, User, utcnow
+from .models import EmailToken, IdempotencyKey, Task, TaskTag, User, utcnow
 from .passwords import hash_password, require_strong, set_password_hash
 from .ratelimits import get_digest, hit, limit_per_address
 from .schemas import AcceptedSchema, EmailSchema, EmailTokenSchema, PasswordResetSchema
@@ -203,6 +203,5 @@ def take_over(holder, user_id, **fields):
             model.update(user=user_id).where(model.user == holder.id).execute()
         live = Task.select(fn.COUNT(Task.id)).where(Task.user == user_id, Task.deleted_at.is_null())
         User.update(task_count=live).where(User.id == user_id).execute()  # triggers count no moves
-        User.delete().where(User.id == holder.id).execute()
-        DeletedUser.insert(id=holder.id).on_conflict_ignore().execute()
+        User.delete_for_good(holder.id)
     return User.get_by_id(user_id)
