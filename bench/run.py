@@ -205,8 +205,10 @@ def seed(url, database_url):
     count = 2000 * (DURATION + 5)  # over four times the fastest rate seen so far
     psql = find_postgres_program("psql")
     sql = (
-        f"INSERT INTO tasks (user_id, title) SELECT '{user_id}', 'Doomed task ' || n "
-        f"FROM generate_series(1, {count}) AS n RETURNING id"
+        "INSERT INTO tasks (user_id, title, list_id, position, path) "
+        f"SELECT '{user_id}', 'Doomed task ' || n, lists.id, 'i' || lpad(n::text, 9, '0'), "
+        f"'i' || lpad(n::text, 9, '0') || '.' FROM generate_series(1, {count}) AS n "
+        f"JOIN lists ON lists.user_id = '{user_id}' AND lists.is_inbox RETURNING id"
     )
     ids = subprocess.run(
         [psql, database_url, "-qtAc", sql], check=True, capture_output=True, text=True

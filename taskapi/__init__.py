@@ -5,8 +5,8 @@ from importlib.resources import files
 
 from flask import Flask
 
-from . import accounts, auth, db, edge, health, sessions, tasks, verification
-from .api import Api, JSONProvider
+from . import accounts, auth, db, edge, health, lists, sessions, tasks, verification
+from .api import Api, JSONProvider, add_aliases
 from .config import load_config
 
 # Swagger UI's own files, from the flask-swagger-ui package, served under /docs/assets.
@@ -25,7 +25,7 @@ def create_app(config=None):
     edge.init_app(app)  # CORS, proxies, rate limits, the password gate: before the token check
     auth.init_app(app)
     local = (accounts.blp, sessions.blp, verification.blp) if app.config["LOCAL_ACCOUNTS"] else ()
-    for blueprint in (*local, auth.blp, tasks.blp, health.blp):
+    for blueprint in (*local, auth.blp, tasks.blp, lists.blp, health.blp):
         api.register_blueprint(blueprint)
-    tasks.add_aliases(app)
+    add_aliases(app, [tasks.blp, lists.blp])
     return app

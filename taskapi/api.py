@@ -23,7 +23,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import ServiceUnavailable
 
-__all__ = ["Api", "Blueprint", "abort"]
+__all__ = ["Api", "Blueprint", "abort", "add_aliases"]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("taskapi.access")
@@ -206,3 +206,14 @@ class Blueprint(BaseBlueprint):
             "description": "Pagination metadata, as JSON",
             "content": {"application/json": {"schema": PaginationMetadataSchema}},
         }
+
+
+def add_aliases(app, blueprints):
+    """Serve every route of these blueprints without the /users segment too, as the same
+    endpoint. OPTIONS is left for Flask to add: given explicitly, it would turn off Flask's own
+    answer to it, and every CORS preflight on an alias would reach the view (a 500)."""
+    prefixes = tuple(f"{blueprint.name}." for blueprint in blueprints)
+    for rule in list(app.url_map.iter_rules()):
+        if rule.endpoint.startswith(prefixes):
+            alias = rule.rule.replace("/api/users/", "/api/", 1)
+            app.add_url_rule(alias, endpoint=rule.endpoint, methods=rule.methods - {"OPTIONS"})

@@ -18,11 +18,11 @@ SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
 MIGRATIONS = SCHEMA.parent / "migrations"
 POSTGRES_ONLY = "-- PostgreSQL only"
 SQLITE_ONLY = "-- SQLite only"
-# SQLite numbers rows itself only for a column declared exactly INTEGER PRIMARY KEY.
-SQLITE_IDENTITY = (
-    "BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    "INTEGER NOT NULL PRIMARY KEY",
-)
+SQLITE_SPELLINGS = {
+    # SQLite numbers rows itself only for a column declared exactly INTEGER PRIMARY KEY.
+    "BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY": "INTEGER NOT NULL PRIMARY KEY",
+    'COLLATE "C"': "COLLATE BINARY",  # byte order: SQLite's default, and its name for it
+}
 POOL_WAIT_SECONDS = 10
 PING_AFTER_IDLE_SECONDS = 1.0
 
@@ -142,10 +142,16 @@ def run_sql(sql: str) -> None:
     with database.atomic():
         if isinstance(database.obj, SqliteDatabase):
             # sqlite3 runs one statement per call; trigger bodies keep theirs whole.
-            for statement in split_statements((shared + sqlite).replace(*SQLITE_IDENTITY)):
+            for statement in split_statements(spell_for_sqlite(shared + sqlite)):
                 database.execute_sql(statement)
         else:
             database.execute_sql(shared + postgres)  # psycopg2 runs a whole script at once
+
+
+def spell_for_sqlite(sql: str) -> str:
+    for postgres, sqlite in SQLITE_SPELLINGS.items():
+        sql = sql.replace(postgres, sqlite)
+    return sql
 
 
 def split_statements(sql: str) -> Iterator[str]:

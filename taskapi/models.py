@@ -94,6 +94,29 @@ class User(BaseModel):
         DeletedUser.insert(id=user_id).on_conflict_ignore().execute()
 
 
+class TaskList(BaseModel):
+    """A list (project) of tasks; every user has one inbox (see lists.py)."""
+
+    id = BigAutoField()
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    name = TextField()
+    color = TextField(null=True)
+    is_inbox = BooleanField(default=False)
+    position = TextField()
+    task_count = IntegerField(default=0)  # kept by the database's triggers; read-only here
+    created_at = TimestampField(default=utcnow)
+    updated_at = TimestampField(default=utcnow)
+    deleted_at = TimestampField(null=True)
+
+    class Meta:
+        table_name = "lists"
+
+    @classmethod
+    def of(cls, user_id):
+        """The user's live lists."""
+        return cls.select().where(cls.user == user_id, cls.deleted_at.is_null())
+
+
 class Task(BaseModel):
     id = BigAutoField()
     user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
@@ -107,6 +130,10 @@ class Task(BaseModel):
     tags = JSONListField(default=list)
     completed_at = TimestampField(null=True)
     deleted_at = TimestampField(null=True)
+    task_list = ForeignKeyField(TaskList, column_name="list_id", on_delete="CASCADE")
+    parent = ForeignKeyField("self", column_name="parent_id", null=True, on_delete="CASCADE")
+    position = TextField()  # among its siblings (see positions.py)
+    path = TextField()  # its place in its list's display order (see positions.py)
 
     class Meta:
         table_name = "tasks"

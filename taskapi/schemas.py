@@ -17,7 +17,12 @@ from marshmallow import (
 from .models import PRIORITIES, Task
 
 BIGINT_MAX = 2**63 - 1  # the largest task id either database can hold
-SORTABLE = ["created_at", "updated_at", "due_at", "priority", "title"]
+COLOR = "Must be a colour as #rrggbb."
+POSITION = (
+    "Orders siblings (a user's lists; the tasks of one list under one parent) as plain "
+    "strings, byte by byte. Set by the server; change it with a move."
+)
+SORTABLE = ["created_at", "updated_at", "due_at", "priority", "title", "position"]
 DEFAULT_SORT = "-created_at"
 PAGINATION = {"page", "page_size"}  # read by @blp.paginate, not by the filter schema
 
@@ -210,6 +215,11 @@ class TaskSchema(Schema):
     )
     created_at = fields.AwareDateTime(dump_only=True)
     updated_at = fields.AwareDateTime(dump_only=True)
+    list_id = fields.Integer(dump_only=True, metadata={"description": "Changed by a move only."})
+    parent_id = fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "Changed by a move only."}
+    )
+    position = fields.String(dump_only=True, metadata={"description": POSITION})
 
     @post_load
     def drop_duplicate_tags(self, task, **kwargs):
@@ -245,12 +255,50 @@ class TaskSchema(Schema):
         return task
 
 
-class TaskPatchSchema(TaskSchema):
-    """Any subset of a task's writable fields (use with partial=True): what is left out stays
-    as it is, so no field has a default here, in loading or in the OpenAPI document."""
+def row_id(strict=True, **kwargs):
+    """A list's or a task's id: a JSON integer in a body, digits in a query string."""
+    return fields.Integer(strict=strict, validate=validate.Range(1, BIGINT_MAX), **kwargs)
+
+
+class TaskCreateSchema(TaskSchema):
+    list_id = row_id(
+        load_default=None,
+        metadata={
+            "description": "The inbox when absent (the parent's list if parent_id is given)."
+        },
+    )
+    parent_id = row_id(
+        load_default=None, allow_none=True, metadata={"description": "A task of the same list."}
+    )
+
+
+class PreviousSchema(Schema):
+    previous_id = row_id(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Goes right after this sibling; first when null or absent."},
+    )
+
+
+class TaskMoveSchema(PreviousSchema):
+    list_id = row_id(metadata={"description": "The task's own list when absent."})
+    parent_id = row_id(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Top level when null or absent."},
+    )
+
+
+class Patch:
+    """Any subset of the writable fields (use with partial=True): what is left out stays as
+    it is, so no field has a default here, in loading or in the OpenAPI document."""
 
     def on_bind_field(self, field_name, field_obj):
         field_obj.load_default = missing
+
+
+class TaskPatchSchema(Patch, TaskSchema):
+    pass
 
 
 class QueryBoolean(fields.Boolean):
@@ -260,27 +308,11 @@ class QueryBoolean(fields.Boolean):
         super().__init__(truthy={"true"}, falsy={"false"}, **kwargs)
 
 
-class TaskQueryArgsSchema(Schema):
-    completed = QueryBoolean()
-    priority = fields.String(validate=validate.OneOf(PRIORITIES))
-    tag = fields.List(
-        Text(strip=True, validate=[validate.Length(1, 50), NOT_BLANK]),
-        validate=validate.Length(max=20),
-        metadata={"description": "Repeat for several: tasks carrying all of them."},
-    )
-    due_before = UTCDateTime()
-    due_after = UTCDateTime()
+class SyncArgsSchema(Schema):
+    """What a syncing client sends; any other parameter is refused, not ignored."""
+
     updated_since = UTCDateTime(
         metadata={"description": "Changed after this time (with include_deleted: deletions too)"}
-    )
-    q = Text(
-        validate=validate.Length(1, 200),
-        metadata={"description": "Case-insensitive search in title and description"},
-    )
-    sort = fields.String(
-        load_default=DEFAULT_SORT,
-        validate=validate.OneOf(SORTABLE + [f"-{name}" for name in SORTABLE]),
-        metadata={"description": "A field, or -field for descending; ties go by id."},
     )
     include_deleted = QueryBoolean(
         load_default=False, metadata={"description": "Also list tombstones (deleted_at set)"}
@@ -291,6 +323,52 @@ class TaskQueryArgsSchema(Schema):
         unknown = set(original) - set(self.fields) - PAGINATION
         if unknown:
             raise ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
+
+
+class TaskQueryArgsSchema(SyncArgsSchema):
+    completed = QueryBoolean()
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    tag = fields.List(
+        Text(strip=True, validate=[validate.Length(1, 50), NOT_BLANK]),
+        validate=validate.Length(max=20),
+        metadata={"description": "Repeat for several: tasks carrying all of them."},
+    )
+    due_before = UTCDateTime()
+    due_after = UTCDateTime()
+    q = Text(
+        validate=validate.Length(1, 200),
+        metadata={"description": "Case-insensitive search in title and description"},
+    )
+    sort = fields.String(
+        load_default=DEFAULT_SORT,
+        validate=validate.OneOf(SORTABLE + [f"-{name}" for name in SORTABLE]),
+        metadata={"description": "A field, or -field for descending; ties go by id."},
+    )
+    list_id = row_id(strict=False, metadata={"description": "This list's tasks, subtasks too"})
+    parent_id = row_id(strict=False, metadata={"description": "The subtasks right under this task"})
+
+
+class ListSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = Text(required=True, strip=True, validate=[validate.Length(1, 100), NOT_BLANK])
+    color = Text(
+        allow_none=True,
+        load_default=None,
+        validate=[validate.Length(equal=7), validate.Regexp(r"^#[0-9a-fA-F]{6}$", error=COLOR)],
+        metadata={"example": "#3b82f6"},
+    )
+    is_inbox = fields.Boolean(dump_only=True)
+    position = fields.String(dump_only=True, metadata={"description": POSITION})
+    task_count = fields.Integer(dump_only=True, metadata={"description": "Its live tasks."})
+    created_at = fields.AwareDateTime(dump_only=True)
+    updated_at = fields.AwareDateTime(dump_only=True)
+    deleted_at = fields.AwareDateTime(
+        dump_only=True, allow_none=True, metadata={"description": "Set on tombstones only."}
+    )
+
+
+class ListPatchSchema(Patch, ListSchema):
+    pass
 
 
 class TaskBulkUpdateSchema(Schema):
@@ -307,6 +385,7 @@ class TaskBulkDeleteArgsSchema(Schema):
         required=True,
         validate=validate.Equal(True, error="Only completed=true: clearing open tasks is refused."),
     )
+    list_id = row_id(strict=False, metadata={"description": "Only this list's tasks"})
 
 
 class DeletedSchema(Schema):

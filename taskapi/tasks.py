@@ -2,17 +2,17 @@
 
 import hashlib
 import json
-from contextlib import nullcontext
 from datetime import timedelta
 
 from flask import current_app, g, request, url_for
 from flask.views import MethodView
-from peewee import SQL, Case, IntegrityError, fn
+from peewee import SQL, Asc, Case, Desc, IntegrityError, fn
 from werkzeug.http import quote_etag
 
+from . import ordering
 from .api import Blueprint, abort
 from .db import Prepared, Slot, database
-from .models import TASK_BY_ID, IdempotencyKey, Task, TaskTag, utcnow
+from .models import TASK_BY_ID, IdempotencyKey, Task, TaskList, TaskTag, utcnow
 from .schemas import (
     BIGINT_MAX,
     DEFAULT_SORT,
@@ -20,6 +20,8 @@ from .schemas import (
     DeletedSchema,
     TaskBulkDeleteArgsSchema,
     TaskBulkUpdateSchema,
+    TaskCreateSchema,
+    TaskMoveSchema,
     TaskPatchSchema,
     TaskQueryArgsSchema,
     TaskSchema,
@@ -39,7 +41,12 @@ STALE = "The task changed since you read it (its ETag no longer matches); fetch 
 KEY_LIFETIME = timedelta(hours=24)
 COUNT_ALL = fn.COUNT(SQL("*"))
 SORTS = {name: getattr(Task, name) for name in SORTABLE}
+# The order lists show: the lists in their order, each list's tasks depth first.
+LIST_POSITION = TaskList.select(TaskList.position).where(TaskList.id == Task.task_list)
+IN_LIST_ORDER = [LIST_POSITION, Task.task_list, Task.path]
 FILTERS = {
+    "list_id": lambda value: Task.task_list == value,
+    "parent_id": lambda value: Task.parent == value,
     "completed": lambda value: Task.completed == value,
     "priority": lambda value: Task.priority == value,
     "due_before": lambda value: Task.due_at < value,
@@ -78,30 +85,29 @@ class Tasks(MethodView):
     @blp.paginate(page_size=100, max_page_size=500)
     def get(self, args, user_id, pagination_parameters):
         """List the user's tasks, filtered and sorted (newest first by default)."""
-        counted, page = is_filtered(args), pagination_parameters
+        count, page = get_count(args), pagination_parameters
         # Rows as dicts: no model objects to build, and TaskSchema dumps them as they are.
         if page.first_item >= BIGINT_MAX:  # OFFSET would fail in SQL; no such page holds a row
             tasks = []
-        elif not counted and args["sort"] == DEFAULT_SORT:  # the usual list, its SQL built once
+        elif is_plain(args) and args["sort"] == DEFAULT_SORT:  # the usual list, SQL built once
             tasks = NEWEST_TASKS.dicts(
                 user_id=g.user.id, limit=page.page_size, offset=page.first_item
             )
         else:
-            selected = get_tasks(args).order_by(*get_order(args["sort"]))
-            if counted:
+            selected = get_tasks(args).order_by(*get_order(args["sort"], "list_id" in args))
+            if count is None:
                 selected = selected.select_extend(COUNT_ALL.over().alias("total"))
             tasks = list(selected.paginate(page.page, page.page_size).dicts())
-        if not counted:
-            page.item_count = g.user.task_count  # kept by triggers
-        else:
-            page.item_count = tasks[0]["total"] if tasks else get_tasks(args).count()
+        if count is None:
+            count = tasks[0]["total"] if tasks else get_tasks(args).count()
+        page.item_count = count
         return tasks
 
-    @blp.arguments(TaskSchema())
+    @blp.arguments(TaskCreateSchema())
     @blp.response(201, TaskSchema, headers={"Location": {"schema": {"type": "string"}}, **ETAG})
     @blp.doc(parameters=[IDEMPOTENCY_KEY])
     def post(self, fields, user_id):
-        """Create a task; send an Idempotency-Key to make retries safe."""
+        """Create a task, last among its siblings; send an Idempotency-Key to make retries safe."""
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 0 < len(key) <= 255:
             abort(422, message="Idempotency-Key must be 1 to 255 characters.")
@@ -130,10 +136,12 @@ class Tasks(MethodView):
     @blp.arguments(TaskBulkDeleteArgsSchema(), location="query")
     @blp.response(200, DeletedSchema)
     def delete(self, args, user_id):
-        """Clear the completed tasks in one statement (they become tombstones)."""
-        now = utcnow()
-        query = Task.update(deleted_at=now, updated_at=now).where(*mine(), Task.completed)
-        return {"deleted": query.execute()}
+        """Clear the completed tasks, of one list or all, with their subtasks (as tombstones)."""
+        now, in_list = utcnow(), [FILTERS["list_id"](args["list_id"])] if "list_id" in args else []
+        with database.atomic():
+            ordering.lock_user()
+            query = Task.update(deleted_at=now, updated_at=now).where(*mine(), *in_list)
+            return {"deleted": query.where(Task.completed).execute() + delete_subtasks(now)}
 
 
 @blp.route(f"/{TASK_ID}")
@@ -144,11 +152,7 @@ class TaskById(MethodView):
     @blp.doc(parameters=[IF_NONE_MATCH])
     def get(self, user_id, task_id):
         """Get one task, with its ETag."""
-        task = get_task(task_id)
-        etag = get_etag(task)
-        if request.if_none_match.contains(etag):
-            return respond(None, 304, ETag=quote_etag(etag))
-        return task, {"ETag": quote_etag(etag)}
+        return with_etag(get_task(task_id))
 
     @blp.arguments(TaskSchema())
     @blp.response(200, TaskSchema, headers=ETAG)
@@ -170,11 +174,14 @@ class TaskById(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.doc(parameters=[IF_MATCH])
     def delete(self, user_id, task_id):
-        """Delete a task; it stays visible to syncing clients as a tombstone for a while."""
+        """Delete a task and its subtasks; syncing clients see them as tombstones for a while."""
         now = utcnow()
         query = Task.update(deleted_at=now, updated_at=now)
-        if not query.where(*mine(), Task.id == task_id, *if_match(task_id)).execute():
-            abort_missing()
+        with database.atomic():
+            ordering.lock_user()
+            if not query.where(*mine(), Task.id == task_id, *if_match(task_id)).execute():
+                abort_missing()
+            delete_subtasks(now)
         retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
         Task.delete().where(Task.user == g.user.id, Task.deleted_at < now - retention).execute()
 
@@ -189,14 +196,32 @@ class TaskCompletion(MethodView):
         return update_task(task_id, {"completed": ~Task.completed})
 
 
-def add_aliases(app):
-    """Serve every tasks route without the /users segment too, as the same endpoint. OPTIONS
-    is left for Flask to add: given explicitly, it would turn off Flask's own answer to it,
-    and every CORS preflight on an alias would reach the view (a 500)."""
-    for rule in list(app.url_map.iter_rules()):
-        if rule.endpoint.startswith("tasks."):
-            alias = rule.rule.replace("/api/users/", "/api/", 1)
-            app.add_url_rule(alias, endpoint=rule.endpoint, methods=rule.methods - {"OPTIONS"})
+@blp.route(f"/{TASK_ID}/move")
+class TaskMove(MethodView):
+    @blp.arguments(TaskMoveSchema())
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def post(self, fields, user_id, task_id):
+        """Move a task with its subtasks: into a list (its own by default), under a parent
+        (none by default), right after the sibling `previous_id` (first by default)."""
+        with database.atomic():
+            ordering.lock_user()
+            task = ordering.move_task(get_task(task_id), fields)
+        return task, {"ETag": quote_etag(get_etag(task))}
+
+
+def delete_subtasks(now):
+    """The tasks deleted at `now` take their subtasks along, a level per statement; returns
+    how many went."""
+    deleted = 0
+    for _ in range(ordering.MAX_DEPTH - 1):
+        parents = Task.select(Task.id).where(Task.user == g.user.id, Task.deleted_at == now)
+        query = Task.update(deleted_at=now, updated_at=now)
+        went = query.where(*mine(), Task.parent.in_(parents)).execute()
+        if not went:
+            break
+        deleted += went
+    return deleted
 
 
 def mine():
@@ -210,9 +235,19 @@ def get_task(task_id):
     return task
 
 
-def is_filtered(args):
-    """A filtered list counts its matches with its page (one scan); the plain one needs no count."""
-    return args["include_deleted"] or any(name in FILTERS for name in args)
+def is_plain(args):
+    return not args["include_deleted"] and not args.keys() & FILTERS.keys()
+
+
+def get_count(args):
+    """The total, where a counter kept by triggers has it (the user's tasks, or one list's);
+    else None: the page counts its matches as it reads them (one scan)."""
+    if is_plain(args):
+        return g.user.task_count
+    if args.keys() & FILTERS.keys() == {"list_id"} and not args["include_deleted"]:
+        counter = TaskList.select(TaskList.task_count).where(TaskList.user == g.user.id)
+        return counter.where(TaskList.id == args["list_id"]).scalar() or 0
+    return None
 
 
 def get_tasks(args):
@@ -226,12 +261,15 @@ def get_tasks(args):
     return query.where(*conditions) if conditions else query
 
 
-def get_order(sort):
-    column, descending = SORTS[sort.lstrip("-")], sort.startswith("-")
-    nulls = {"nulls": "LAST"} if column.null else {}  # tasks without a due date come last
-    if descending:
-        return [column.desc(**nulls), Task.id.desc()]
-    return [column.asc(**nulls), Task.id.asc()]
+def get_order(sort, in_one_list=False):
+    name, descending = sort.lstrip("-"), sort.startswith("-")
+    if name == "position":  # one list: its path alone (and its index serves the page)
+        columns = [Task.path] if in_one_list else IN_LIST_ORDER
+    else:
+        columns = [SORTS[name]]
+    nulls = "LAST" if SORTS[name].null else None  # tasks without a due date come last
+    direction = Desc if descending else Asc
+    return [direction(column, nulls=nulls) for column in columns] + [direction(Task.id)]
 
 
 # The list as a frontend asks for it most (no filter, default order), its SQL built once.
@@ -246,6 +284,14 @@ NEWEST_TASKS = Prepared(
 def get_etag(task):
     """Every write moves updated_at, so it names the version."""
     return hashlib.sha1(f"{task.id}:{task.updated_at.isoformat()}".encode()).hexdigest()
+
+
+def with_etag(found):
+    """A task or a list with its ETag; a bodiless 304 if the client has that version."""
+    etag = get_etag(found)
+    if request.if_none_match.contains(etag):
+        return respond(None, 304, ETag=quote_etag(etag))
+    return found, {"ETag": quote_etag(etag)}
 
 
 def respond(body, status, **headers):
@@ -301,11 +347,13 @@ def create_task(fields, key):
     body = json.dumps(fields, sort_keys=True, default=str)
     request_hash = hashlib.sha256(body.encode()).hexdigest()
     try:
-        with database.atomic() if key else nullcontext():
+        with database.atomic():
             if key:
                 claim_key(key, request_hash)
+            ordering.lock_user()
+            place = ordering.place_new_task(fields.pop("list_id"), fields.pop("parent_id"))
             completed_at = utcnow() if fields["completed"] else None
-            task = Task.create(user=g.user.id, completed_at=completed_at, **fields)  # and its tags
+            task = Task.create(user=g.user.id, completed_at=completed_at, **fields, **place)
             if key:
                 response = json.dumps(TaskSchema().dump(task))
                 IdempotencyKey.update(response=response).where(*this_key(key)).execute()

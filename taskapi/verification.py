@@ -20,7 +20,7 @@ from peewee import fn
 from . import mail
 from .api import Blueprint, abort
 from .db import database
-from .models import EmailToken, IdempotencyKey, Task, TaskTag, User, utcnow
+from .models import EmailToken, IdempotencyKey, Task, TaskList, TaskTag, User, utcnow
 from .passwords import hash_password, require_strong, set_password_hash
 from .ratelimits import get_digest, hit, limit_per_address
 from .schemas import AcceptedSchema, EmailSchema, EmailTokenSchema, PasswordResetSchema
@@ -199,7 +199,8 @@ def take_over(holder, user_id, **fields):
         if not released.execute():
             return User.get_or_none(User.id == user_id)
         User.insert(id=user_id, email=holder.email, email_verified=True, **fields).execute()
-        for model in (Task, TaskTag, IdempotencyKey):
+        TaskList.delete().where(TaskList.user == user_id).execute()  # holder's inbox comes instead
+        for model in (TaskList, Task, TaskTag, IdempotencyKey):
             model.update(user=user_id).where(model.user == holder.id).execute()
         live = Task.select(fn.COUNT(Task.id)).where(Task.user == user_id, Task.deleted_at.is_null())
         User.update(task_count=live).where(User.id == user_id).execute()  # triggers count no moves

@@ -23,6 +23,8 @@ from aiosmtpd.controller import Controller
 
 from taskapi import create_app, edge
 from taskapi.db import database, init_db
+from taskapi.models import TaskList
+from taskapi.positions import child_path, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "a-test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
@@ -117,6 +119,10 @@ class SignedUp:
     @property
     def tasks_url(self):
         return f"/api/users/{self.id}/tasks"
+
+    @property
+    def lists_url(self):
+        return f"/api/users/{self.id}/lists"
 
 
 class AuthActions:
@@ -273,3 +279,13 @@ def wait_until_healthy(process):
         except OSError:
             time.sleep(0.1)
     raise AssertionError("the server did not answer /health within 10 s")
+
+
+def inbox_rows(user_id, count, title="bulk"):
+    """Rows for Task.insert_many: `count` top-level tasks in the user's inbox, in order."""
+    inbox = TaskList.get(TaskList.user == user_id, TaskList.is_inbox)
+    return [
+        {"user": user_id, "title": f"{title} {n}", "task_list": inbox.id, "position": position}
+        | {"path": child_path("", position)}
+        for n, position in enumerate(spread(count))
+    ]

@@ -22,7 +22,15 @@ from taskapi.db import (
     run_sql,
     upgrade,
 )
-from taskapi.models import DeletedUser, IdempotencyKey, RateLimit, Task, TaskTag, User
+from taskapi.models import (
+    DeletedUser,
+    IdempotencyKey,
+    RateLimit,
+    Task,
+    TaskList,
+    TaskTag,
+    User,
+)
 
 from .conftest import SECRET, create_postgres_database
 
@@ -30,6 +38,7 @@ TABLES = [
     "task_tags",
     "idempotency_keys",
     "tasks",
+    "lists",
     "deleted_users",
     "rate_limits",
     "refresh_tokens",
@@ -39,7 +48,7 @@ TABLES = [
     "users",
     "schema_migrations",
 ]
-MODELS = [User, Task, TaskTag, IdempotencyKey, DeletedUser, RateLimit]
+MODELS = [User, TaskList, Task, TaskTag, IdempotencyKey, DeletedUser, RateLimit]
 # information_schema's name for each peewee column type used by the models.
 POSTGRES_TYPES = {
     "BIGAUTO": "bigint",
@@ -90,7 +99,7 @@ def test_db_upgrade_brings_a_first_version_database_up_to_date(app, runner):
     result = runner.invoke(args=["db", "upgrade"])
     assert result.output == (
         "Applied: 0001_baseline, 0002_task_features, 0003_task_count, 0004_tag_triggers, "
-        "0005_deleted_users_and_rate_limits, 0006_sessions_and_email.\n"
+        "0005_deleted_users_and_rate_limits, 0006_sessions_and_email, 0007_lists_and_order.\n"
     )
     assert runner.invoke(args=["db", "upgrade"]).output == "Already up to date.\n"
     with app.app_context():
@@ -203,6 +212,45 @@ def test_init_db_brings_an_old_database_up_to_date(database_url, tmp_path):
         assert get_schema(url) == upgraded
 
 
+def test_migration_puts_existing_tasks_in_an_inbox_in_creation_order(database_url, tmp_path):
+    """A database as 0006 left it, with tasks: every user gets one inbox, and their tasks go
+    into it, oldest first, tags and tombstones kept; a new task goes after them."""
+    before = [path for path in get_migrations() if path.stem < "0007"]
+    with fresh_database(database_url, tmp_path / "old.db") as url, fresh_app(url) as app:
+        for path in before:
+            run_sql(path.read_text())
+        record_migrations([path.stem for path in before])
+        for user in ("ann", "ben", "cat"):
+            database.execute_sql(f"INSERT INTO users (id, email) VALUES ('{user}', '{user}@x.io')")
+        for number, (user, minute, tags, deleted) in enumerate(
+            [
+                ("ann", 3, '["c"]', None),
+                ("ann", 1, "[]", None),
+                ("ben", 5, "[]", None),
+                ("ann", 2, '["b", "x"]', "2026-01-01T00:00:00+00:00"),
+            ]
+        ):
+            database.execute_sql(
+                "INSERT INTO tasks (user_id, title, created_at, tags, deleted_at) "
+                "VALUES (?, ?, ?, ?, ?)".replace("?", "%s" if "postgres" in url else "?"),
+                (user, f"task {number}", f"2026-01-01T00:0{minute}:00+00:00", tags, deleted),
+            )
+        assert "0007_lists_and_order" in app.test_cli_runner().invoke(args=["init-db"]).output
+        inboxes = {found.user_id: found for found in TaskList.select().where(TaskList.is_inbox)}
+        assert sorted(inboxes) == ["ann", "ben", "cat"] == sorted(u.id for u in User.select())
+        assert [inboxes[user].task_count for user in ("ann", "ben", "cat")] == [2, 1, 0]
+        anns = Task.select().where(Task.user == "ann").order_by(Task.path)
+        assert [task.title for task in anns] == ["task 1", "task 3", "task 0"]
+        assert {task.list_id for task in anns} == {inboxes["ann"].id}
+        assert [task.path for task in anns] == [f"h0000000{n}." for n in range(3)]
+        assert sorted(tag.tag for tag in TaskTag.select()) == ["b", "c", "x"]
+        client = app.test_client()
+        token = client.post(
+            "/api/auth/signup", json={"email": "new@x.io", "password": "p4ss-w0rd-ok"}
+        )
+        assert TaskList.select().where(TaskList.is_inbox).count() == 4, token.json
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_models_match_schema_sql(app, model):
     """Every column of schema.sql, as the database reports it, agrees with the model."""
@@ -239,9 +287,11 @@ def test_list_query_is_served_by_the_index(app):
             "FROM generate_series(1, 20) AS n"
         )
         database.execute_sql(
-            "INSERT INTO tasks (user_id, title, created_at) "
-            "SELECT 'u' || (mod(n, 20) + 1), 'task', now() - n * interval '1 minute' "
-            "FROM generate_series(1, 10000) AS n"
+            "INSERT INTO tasks (user_id, title, created_at, list_id, position, path) "
+            "SELECT lists.user_id, 'task', now() - n * interval '1 minute', lists.id, "
+            "'h' || lpad(n::text, 8, '0'), 'h' || lpad(n::text, 8, '0') || '.' "
+            "FROM generate_series(1, 10000) AS n "
+            "JOIN lists ON lists.user_id = 'u' || (mod(n, 20) + 1) AND lists.is_inbox"
         )
         database.execute_sql("ANALYZE tasks")
         query = (

@@ -10,6 +10,8 @@ from marshmallow import Schema
 from taskapi.models import Task, utcnow
 from taskapi.schemas import TaskSchema
 
+from .conftest import inbox_rows
+
 
 @pytest.fixture
 def alice(auth):
@@ -238,8 +240,7 @@ def test_totals_are_per_user(client, auth, alice):
 
 def test_totals_follow_statements_of_many_rows(client, app, alice):
     with app.app_context():
-        rows = [{"user": alice.id, "title": f"bulk {number}"} for number in range(2000)]
-        Task.insert_many(rows).execute()  # one statement: one update of the count
+        Task.insert_many(inbox_rows(alice.id, 2000)).execute()  # one statement, one count update
     assert total(client, alice) == 2000
     with app.app_context():
         ids = [task.id for task in Task.select(Task.id).limit(500)]

@@ -1,6 +1,7 @@
 """Concurrent clients against a real waitress server: the database decides, nothing breaks."""
 
 import json
+import random
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -179,3 +180,90 @@ def test_two_reset_links_used_at_once_give_one_new_password(live_server, app):
 
         statuses = sorted(answer.status_code for answer in in_parallel(2, confirm))
         assert statuses == [204, 422]
+
+
+def start_lists_user(server, email):
+    """A user of `server` with a session of requests: (session, tasks URL, lists URL)."""
+    tokens = signup(server.url, email).json()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+    base = f"{server.url}/api/users/{tokens['user']['id']}"
+    return session, f"{base}/tasks", f"{base}/lists"
+
+
+def shown_ids(session, tasks_url, list_id):
+    url = f"{tasks_url}?list_id={list_id}&sort=position&page_size=500"
+    return [task["id"] for task in session.get(url, timeout=30).json()]
+
+
+def test_racing_creates_and_moves_keep_one_total_order(start_server, app):
+    """Two server processes, 60 creates and moves at once into one list (fixed seed): every
+    answer is a success, no two siblings share a position, and every read shows one order."""
+    server = start_server("--workers=2", RATELIMIT_ENABLED="false")
+    session, tasks_url, lists_url = start_lists_user(server, "order@x.io")
+    inbox = session.get(lists_url, timeout=30).json()[0]["id"]
+    ids = [
+        session.post(tasks_url, json={"title": f"{n}"}, timeout=30).json()["id"] for n in range(10)
+    ]
+    rng = random.Random(7)
+    plan = [(rng.choice([None, *ids]), rng.choice(ids)) for _ in range(60)]
+
+    def act(number):
+        previous, moved = plan[number]
+        if number % 3 == 0:
+            return session.post(tasks_url, json={"title": f"new {number}"}, timeout=30)
+        body = {"previous_id": previous if previous != moved else None}
+        return session.post(f"{tasks_url}/{moved}/move", json=body, timeout=30)
+
+    answers = in_parallel(60, act)
+    assert {answer.status_code for answer in answers} <= {200, 201}, [a.text for a in answers]
+    with app.app_context():
+        live = Task.select().where(Task.deleted_at.is_null(), Task.task_list == inbox)
+        positions = [task.position for task in live]
+    assert len(positions) == 30 and len(set(positions)) == 30
+    assert shown_ids(session, tasks_url, inbox) == shown_ids(session, tasks_url, inbox)
+
+
+def test_racing_moves_never_put_a_task_under_its_own_subtree(start_server, app):
+    """A under B and B under A, at once, ten times: one move wins, the other is a 422, and
+    the tree never holds a cycle."""
+    server = start_server("--workers=2", RATELIMIT_ENABLED="false")
+    session, tasks_url, _ = start_lists_user(server, "cycle@x.io")
+    a, b = (session.post(tasks_url, json={"title": t}, timeout=30).json()["id"] for t in "ab")
+    pairs = [(a, b), (b, a)]
+
+    def move_under(number):
+        moved, parent = pairs[number]
+        return session.post(f"{tasks_url}/{moved}/move", json={"parent_id": parent}, timeout=30)
+
+    for _ in range(10):
+        answers = in_parallel(2, move_under)
+        assert sorted(answer.status_code for answer in answers) == [200, 422]
+        with app.app_context():
+            parents = {task.id: task.parent_id for task in Task.select().where(Task.id.in_([a, b]))}
+        assert None in parents.values()  # one of them is still at the top
+        for task_id in (a, b):  # both back to the top for the next round
+            assert (
+                session.post(f"{tasks_url}/{task_id}/move", json={}, timeout=30).status_code == 200
+            )
+
+
+def test_a_subtask_made_while_its_parent_goes_goes_too(start_server, app):
+    """Creating a subtask while its parent is deleted: the create is refused (422), or it
+    lands first and goes with its parent. Never a live task under a deleted one."""
+    server = start_server("--workers=2", RATELIMIT_ENABLED="false")
+    session, tasks_url, _ = start_lists_user(server, "orphan@x.io")
+    for round in range(10):
+        parent = session.post(tasks_url, json={"title": f"parent {round}"}, timeout=30).json()["id"]
+
+        def act(number, parent=parent):
+            if number == 0:
+                return session.delete(f"{tasks_url}/{parent}", timeout=30)
+            return session.post(tasks_url, json={"title": "child", "parent_id": parent}, timeout=30)
+
+        answers = in_parallel(4, act)
+        assert answers[0].status_code == 204
+        assert {answer.status_code for answer in answers[1:]} <= {201, 422}
+        with app.app_context():
+            orphans = Task.select().where(Task.parent == parent, Task.deleted_at.is_null())
+            assert orphans.count() == 0

@@ -29,6 +29,7 @@ PASSWORD = "correct horse"
 SESSION_FIELDS = {"id", "label", "created_at", "last_used_at", "expires_at", "current"}
 BAD_LINK_TOKEN = "not-a-token-from-a-mail"
 LAYOUTS = {"users": "/api/users/{user_id}/tasks", "alias": "/api/{user_id}/tasks"}
+LIST_LAYOUTS = {"users": "/api/users/{user_id}", "alias": "/api/{user_id}"}
 
 
 @pytest.fixture
@@ -227,6 +228,60 @@ def test_task_routes_work_across_origins(call, api, origins, name):
         *[(method, route) for method in ("GET", "POST", "PATCH", "DELETE")],
         *[(method, f"{route}/{{task_id}}") for method in ("GET", "PUT", "PATCH", "DELETE")],
         ("PATCH", f"{route}/{{task_id}}/complete"),
+    }
+
+
+@pytest.mark.parametrize("name", LIST_LAYOUTS)
+def test_list_and_move_routes_work_across_origins(call, api, origins, name):
+    start = len(api.requests)
+    user_id, token = sign_up(call, f"lists-{name}@example.com")
+    base = LIST_LAYOUTS[name].format(user_id=user_id)
+    made = call("POST", f"{base}/lists", token, {"name": "Work", "color": "#3b82f6"})
+    assert made["status"] == 201 and made["headers"]["location"].endswith(
+        f"/lists/{made['body']['id']}"
+    )
+    work = f"{base}/lists/{made['body']['id']}"
+    etag = call("GET", work, token)["headers"]["etag"]
+    renamed = call("PATCH", work, token, {"name": "Job"}, {"If-Match": etag})
+    assert (renamed["status"], renamed["body"]["name"]) == (200, "Job")
+    first = call("POST", f"{work}/move", token, {"previous_id": None})
+    assert (first["status"], first["body"]["name"]) == (200, "Job")
+    listed = call("GET", f"{base}/lists", token)
+    assert [each["name"] for each in listed["body"]] == ["Job", "Inbox"]
+
+    parent = call("POST", f"{base}/tasks", token, {"title": "Plan", "list_id": made["body"]["id"]})
+    child = call(
+        "POST", f"{base}/tasks", token, {"title": "Draft", "parent_id": parent["body"]["id"]}
+    )
+    loose = call("POST", f"{base}/tasks", token, {"title": "Loose"})
+    moved = call(
+        "POST",
+        f"{base}/tasks/{loose['body']['id']}/move",
+        token,
+        {
+            "list_id": made["body"]["id"],
+            "parent_id": parent["body"]["id"],
+            "previous_id": child["body"]["id"],
+        },
+    )
+    assert (moved["status"], moved["body"]["parent_id"]) == (200, parent["body"]["id"])
+    shown = call("GET", f"{base}/tasks?list_id={made['body']['id']}&sort=position", token)
+    assert [task["title"] for task in shown["body"]] == ["Plan", "Draft", "Loose"]
+    assert json.loads(shown["headers"]["x-pagination"])["total"] == 3
+    inbox = next(each for each in listed["body"] if each["is_inbox"])
+    refused = call("DELETE", f"{base}/lists/{inbox['id']}", token)
+    assert (refused["status"], refused["body"]["code"]) == (409, 409)
+    assert call("DELETE", work, token)["status"] == 204
+
+    route = LIST_LAYOUTS[name]
+    assert get_preflighted_routes(api.requests[start:], origins[0], user_id) == {
+        ("POST", "/api/auth/signup"),
+        *[(method, f"{route}/lists") for method in ("GET", "POST")],
+        *[(method, f"{route}/lists/{{task_id}}") for method in ("GET", "PATCH", "DELETE")],
+        ("POST", f"{route}/lists/{{task_id}}/move"),
+        ("POST", f"{route}/tasks"),
+        ("GET", f"{route}/tasks"),
+        ("POST", f"{route}/tasks/{{task_id}}/move"),
     }
 
 
