@@ -281,9 +281,11 @@ NEWEST_TASKS = Prepared(
 )
 
 
-def get_etag(task):
-    """Every write moves updated_at, so it names the version."""
-    return hashlib.sha1(f"{task.id}:{task.updated_at.isoformat()}".encode()).hexdigest()
+def get_etag(found):
+    """Every write moves updated_at, so it names the version; a list's task_count changes with
+    its tasks, not with updated_at, so it is part of a list's version too."""
+    version = f"{found.id}:{found.updated_at.isoformat()}:{getattr(found, 'task_count', '')}"
+    return hashlib.sha1(version.encode()).hexdigest()
 
 
 def with_etag(found):

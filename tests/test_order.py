@@ -107,6 +107,16 @@ def test_bad_list_fields_are_422_naming_them(client, alice, body, field):
     assert field in field_error(response, field) or field_error(response, field)
 
 
+def test_a_lists_etag_changes_with_its_task_count(client, auth, alice):
+    """No 304 with a stale count: the count is part of the list's version."""
+    work = make_list(client, alice)
+    url = f"{alice.lists_url}/{work['id']}"
+    etag = client.get(url, headers=alice.headers).headers["ETag"]
+    auth.create_task(alice, list_id=work["id"])
+    again = client.get(url, headers={**alice.headers, "If-None-Match": etag})
+    assert again.status_code == 200 and again.json["task_count"] == 1
+
+
 def test_rename_with_if_match_refuses_a_stale_version(client, alice):
     work = make_list(client, alice)
     url = f"{alice.lists_url}/{work['id']}"
