@@ -592,3 +592,28 @@ def test_random_work_matches_a_model(client, auth, alice, seed):
             assert [
                 task["id"] for task in client.get(url, headers=alice.headers).json
             ] == model.shown(list_id), step
+
+
+def test_many_moves_to_one_place_lay_the_siblings_out_afresh(client, auth, alice, tree):
+    """Always right after a (which has subtasks): positions there run out, and a's siblings
+    get short ones again, a's subtasks still under it and everything in order; the last moves
+    come from another list, with a subtask of their own."""
+    inbox, work = tree["inbox"]["id"], tree["work"]["id"]
+    expected = ["a", "a1", "a2", "a2x", "b", "c"]
+    for number in range(240):
+        from_work = number >= 230
+        made = auth.create_task(alice, title=f"n{number}", list_id=work if from_work else inbox)
+        if from_work:
+            auth.create_task(alice, title=f"n{number} child", parent_id=made["id"])
+        response = move(client, alice, made["id"], list_id=inbox, previous_id=tree["a"]["id"])
+        assert response.status_code == 200, response.json
+        moved = [f"n{number}", *([f"n{number} child"] if from_work else [])]
+        expected[4:4] = moved
+    assert shown(client, alice, inbox) == expected
+    assert shown(client, alice, work) == []
+    listed = client.get(f"{alice.tasks_url}?list_id={inbox}&page_size=500", headers=alice.headers)
+    assert max(len(task["position"]) for task in listed.json) <= 40
+    assert {found["name"]: found["task_count"] for found in get_lists(client, alice)} == {
+        "Inbox": len(expected),
+        "Work": 0,
+    }
