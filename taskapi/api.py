@@ -184,6 +184,8 @@ class Parser(FlaskParser):
             data = super()._raw_load_json(req)
         except RecursionError:
             abort(400, message="The JSON body is nested too deeply.")
+        except ValueError:  # an integer of over 4,300 digits, which Python refuses to convert
+            abort(400, message="The JSON body holds a number too long to read.")
         if not isinstance(data, dict):
             abort(400, message="The JSON body must be an object.")
         return data

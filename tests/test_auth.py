@@ -536,6 +536,24 @@ def test_signin_with_deeply_nested_json_is_400(client):
     assert response.json["message"] == "The JSON body is nested too deeply."
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/auth/signin", "/api/users/{id}/lists", "/api/users/{id}/tasks"]
+)
+def test_a_number_too_long_to_read_is_400(client, auth, path):
+    """Python refuses to read integers of over 4,300 digits: a 400, not a 500."""
+    user = auth.signup("digits@example.com")
+    body = (
+        '{"title": "t", "name": "n", "email": "a@b.co", "password": "x", "list_id": '
+        + "9" * 5000
+        + "}"
+    )
+    response = client.post(
+        path.format(id=user.id), data=body, content_type="application/json", headers=user.headers
+    )
+    assert response.status_code == 400
+    assert response.json["message"] == "The JSON body holds a number too long to read."
+
+
 NOW = int(time.time())
 TIMES = st.integers(NOW - 10**9, NOW + 10**9)
 CLAIM_VALUES = st.one_of(
