@@ -212,10 +212,12 @@ BEGIN
     UPDATE lists SET task_count = task_count + 1 WHERE id = NEW.list_id AND NEW.deleted_at IS NULL;
 END;
 
--- Every user has an inbox from the moment the account exists, however it was made.
+-- Every user has an inbox from the moment the account exists, however it was made (and
+-- made at that moment: SQLite's CURRENT_TIMESTAMP would drop the fraction of a second).
 CREATE TRIGGER IF NOT EXISTS users_inbox AFTER INSERT ON users
 BEGIN
-    INSERT INTO lists (user_id, name, is_inbox, position) VALUES (NEW.id, 'Inbox', TRUE, 'a0');
+    INSERT INTO lists (user_id, name, is_inbox, position, created_at, updated_at)
+    VALUES (NEW.id, 'Inbox', TRUE, 'a0', NEW.created_at, NEW.created_at);
 END;
 
 -- PostgreSQL only: trigram indexes serve the case-insensitive search (q=) in titles and
@@ -311,10 +313,12 @@ CREATE OR REPLACE TRIGGER tasks_list_count_update AFTER UPDATE ON tasks
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION count_list_tasks();
 
--- Every user has an inbox from the moment the account exists, however it was made.
+-- Every user has an inbox from the moment the account exists, however it was made (and
+-- made at that moment: SQLite's CURRENT_TIMESTAMP would drop the fraction of a second).
 CREATE OR REPLACE FUNCTION create_inbox() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO lists (user_id, name, is_inbox, position) VALUES (NEW.id, 'Inbox', TRUE, 'a0');
+    INSERT INTO lists (user_id, name, is_inbox, position, created_at, updated_at)
+    VALUES (NEW.id, 'Inbox', TRUE, 'a0', NEW.created_at, NEW.created_at);
     RETURN NULL;
 END
 $$;

@@ -70,11 +70,9 @@ class ListById(MethodView):
     @blp.doc(parameters=[IF_MATCH])
     def patch(self, fields, user_id, list_id):
         """Rename or recolour a list."""
-        found = get_list(list_id)
+        found = get_list(list_id, check_if_match=True)
         conditions = [TaskList.id == list_id, TaskList.deleted_at.is_null()]
-        if request.if_match and not request.if_match.star_tag:
-            if not request.if_match.contains(get_etag(found)):
-                abort(412, message=STALE)
+        if request.if_match:  # and unchanged until the UPDATE itself
             conditions.append(TaskList.updated_at == found.updated_at)
         query = TaskList.update(**fields, updated_at=utcnow()).where(*conditions)
         changed = next(iter(query.returning(TaskList).execute()), None)
@@ -85,12 +83,13 @@ class ListById(MethodView):
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
+    @blp.doc(parameters=[IF_MATCH])
     def delete(self, user_id, list_id):
         """Delete a list and its tasks; syncing clients see them as tombstones for a while."""
         now = utcnow()
         with database.atomic():
             ordering.lock_user()
-            if get_list(list_id).is_inbox:
+            if get_list(list_id, check_if_match=True).is_inbox:
                 abort(409, message="The inbox cannot be deleted.")
             TaskList.update(deleted_at=now, updated_at=now).where(TaskList.id == list_id).execute()
             tasks = Task.update(deleted_at=now, updated_at=now)
@@ -113,8 +112,15 @@ class ListMove(MethodView):
         return moved, {"ETag": quote_etag(get_etag(moved))}
 
 
-def get_list(list_id):
+def get_list(list_id, check_if_match=False):
+    """The user's live list, or a 404; with check_if_match, a 412 if If-Match names another
+    version."""
     found = TaskList.of(g.user.id).where(TaskList.id == list_id).first()
+    if found is None and check_if_match and request.if_match:
+        abort(412, message=STALE)  # the version the client read is what went missing
     if found is None:
         abort(404, message=NOT_FOUND)
+    stale = check_if_match and request.if_match and not request.if_match.star_tag
+    if stale and not request.if_match.contains(get_etag(found)):
+        abort(412, message=STALE)
     return found

@@ -84,10 +84,12 @@ def place_new_task(list_id, parent_id):
 
 
 def move_task(task, fields):
-    """Move `task` with its subtasks into a list (its own by default), under a parent (none by
-    default), right after the sibling `previous_id` (first by default). After lock_user()."""
-    list_id = get_list_id(fields.get("list_id", task.list_id))
+    """Move `task` with its subtasks into a list (the parent's, or else its own, by default),
+    under a parent (none by default), right after the sibling `previous_id` (first by
+    default). After lock_user()."""
+    list_id = get_list_id(fields["list_id"]) if "list_id" in fields else None
     parent = get_new_parent(task, fields.get("parent_id"), list_id)
+    list_id = list_id or (parent.list_id if parent else task.list_id)
     parent_path = parent.path if parent else ""
     group = [Task.task_list == list_id, Task.deleted_at.is_null(), Task.id != task.id]
     group.append(Task.parent == parent.id if parent else Task.parent.is_null())

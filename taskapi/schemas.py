@@ -281,7 +281,9 @@ class PreviousSchema(Schema):
 
 
 class TaskMoveSchema(PreviousSchema):
-    list_id = row_id(metadata={"description": "The task's own list when absent."})
+    list_id = row_id(
+        metadata={"description": "When absent: the parent's list, or else the task's own."}
+    )
     parent_id = row_id(
         load_default=None,
         allow_none=True,
@@ -311,6 +313,8 @@ class QueryBoolean(fields.Boolean):
 class SyncArgsSchema(Schema):
     """What a syncing client sends; any other parameter is refused, not ignored."""
 
+    ALSO_READ = frozenset()  # parameters that another decorator reads
+
     updated_since = UTCDateTime(
         metadata={"description": "Changed after this time (with include_deleted: deletions too)"}
     )
@@ -320,12 +324,13 @@ class SyncArgsSchema(Schema):
 
     @validates_schema(pass_original=True)
     def refuse_unknown_parameters(self, data, original, **kwargs):
-        unknown = set(original) - set(self.fields) - PAGINATION
+        unknown = set(original) - set(self.fields) - self.ALSO_READ
         if unknown:
             raise ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
 
 
 class TaskQueryArgsSchema(SyncArgsSchema):
+    ALSO_READ = PAGINATION
     completed = QueryBoolean()
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     tag = fields.List(

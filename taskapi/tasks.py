@@ -65,7 +65,8 @@ IF_MATCH = {
     "in": "header",
     "name": "If-Match",
     "required": False,
-    "description": "The ETag you read: the write happens only if the task is unchanged (else 412).",
+    "description": "The ETag you read: the write happens only if that version is still the "
+    "current one (else 412).",
     "schema": {"type": "string"},
 }
 IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "schema": {"type": "string"}}

@@ -149,6 +149,24 @@ def test_deleting_a_list_leaves_tombstones_of_it_and_its_tasks(client, auth, ali
     assert sorted(task["title"] for task in synced if task["deleted_at"]) == ["child", "parent"]
 
 
+def test_a_stale_if_match_keeps_a_list_from_deletion(client, auth, alice):
+    work = make_list(client, alice)
+    url = f"{alice.lists_url}/{work['id']}"
+    etag = client.get(url, headers=alice.headers).headers["ETag"]
+    client.patch(url, json={"name": "Job"}, headers=alice.headers)
+    stale = client.delete(url, headers={**alice.headers, "If-Match": etag})
+    assert stale.status_code == 412
+    fresh = {**alice.headers, "If-Match": client.get(url, headers=alice.headers).headers["ETag"]}
+    assert client.delete(url, headers=fresh).status_code == 204
+    assert client.delete(url, headers=fresh).status_code == 412
+
+
+def test_the_inbox_is_made_with_the_account(client, alice):
+    me = client.get("/api/auth/me", headers=alice.headers).json
+    inbox = inbox_of(client, alice)
+    assert inbox["created_at"] == inbox["updated_at"] == me["created_at"]
+
+
 def test_the_inbox_cannot_be_deleted(client, alice):
     inbox = inbox_of(client, alice)
     response = client.delete(f"{alice.lists_url}/{inbox['id']}", headers=alice.headers)
@@ -193,7 +211,8 @@ def test_list_sync_sees_changes_since(client, alice):
     make_list(client, alice, "Home")
     changed = get_lists(client, alice, f"updated_since={since.replace('+', '%2B')}")
     assert [found["name"] for found in changed] == ["Home"]
-    assert client.get(f"{alice.lists_url}?bogus=1", headers=alice.headers).status_code == 422
+    for query in ("bogus=1", "page=1", "page_size=5"):  # lists come whole, not in pages
+        assert client.get(f"{alice.lists_url}?{query}", headers=alice.headers).status_code == 422
 
 
 # Tasks in lists
@@ -362,6 +381,17 @@ def test_move_under_another_task(client, alice, tree):
     back = move(client, alice, tree["a2"]["id"], previous_id=tree["b"]["id"])
     assert back.json["parent_id"] is None
     assert shown(client, alice, tree["inbox"]["id"]) == ["a", "a1", "c", "b", "a2", "a2x"]
+
+
+def test_a_move_under_a_task_of_another_list_goes_to_that_list(client, auth, alice, tree):
+    other = auth.create_task(alice, title="in work", list_id=tree["work"]["id"])
+    moved = move(client, alice, tree["a2"]["id"], parent_id=other["id"])
+    assert moved.status_code == 200 and moved.json["list_id"] == tree["work"]["id"]
+    assert shown(client, alice, tree["work"]["id"]) == ["in work", "a2", "a2x"]
+    refused = move(
+        client, alice, tree["b"]["id"], list_id=tree["inbox"]["id"], parent_id=other["id"]
+    )
+    assert field_error(refused, "parent_id")
 
 
 def test_a_move_to_another_list_takes_the_subtasks(client, alice, tree):
