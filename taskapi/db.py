@@ -10,7 +10,19 @@ from typing import Any
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from peewee import Database, DatabaseProxy, Node, SqliteDatabase, Table
+from peewee import (
+    AutoField,
+    BigAutoField,
+    BigIntegerField,
+    Database,
+    DatabaseProxy,
+    ForeignKeyField,
+    IntegerField,
+    Node,
+    SqliteDatabase,
+    Table,
+    TextField,
+)
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -23,6 +35,9 @@ SQLITE_SPELLINGS = {
     "BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY": "INTEGER NOT NULL PRIMARY KEY",
     'COLLATE "C"': "COLLATE BINARY",  # byte order: SQLite's default, and its name for it
 }
+# Fields whose values both drivers already return as Python has them (str, int): a page of tasks
+# skips a call per such value (see Prepared.dicts).
+AS_RETURNED = (AutoField, BigAutoField, BigIntegerField, IntegerField, TextField)
 POOL_WAIT_SECONDS = 10
 PING_AFTER_IDLE_SECONDS = 1.0
 
@@ -79,17 +94,19 @@ class Prepared:
         self.sql: dict[type, tuple[str, list[Any]]] = {}
         fields = query._returning  # model fields only (Task.select()), in the SQL's order
         self.names = [field.name for field in fields]
-        self.converters = [field.python_value for field in fields]
+        self.converters = [
+            (field.name, field.python_value) for field in fields if not is_as_returned(field)
+        ]
 
     def dicts(self, **values: Any) -> list[dict[str, Any]]:
-        """The rows as `.dicts()` gives them, each value through its field's python_value, but
+        """The rows as `.dicts()` gives them, each value as its field's python_value makes it,
         without peewee's work per query and per row (resolving the columns, calls per row)."""
         rows = []
-        for row in database.execute_sql(*self.get_sql(values)).fetchall():
-            converted = [
-                convert(value) for convert, value in zip(self.converters, row, strict=True)
-            ]
-            rows.append(dict(zip(self.names, converted, strict=True)))
+        for values_in_row in database.execute_sql(*self.get_sql(values)).fetchall():
+            row = dict(zip(self.names, values_in_row, strict=True))
+            for name, convert in self.converters:
+                row[name] = convert(row[name])
+            rows.append(row)
         return rows
 
     def get_sql(self, values: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -107,6 +124,13 @@ class Prepared:
         model = self.query.model(__no_default__=True, **rows[0])
         model._dirty.clear()  # as read from the database: nothing to save
         return model
+
+
+def is_as_returned(field: Any) -> bool:
+    """Whether the driver's value is the field's Python value: exactly one of AS_RETURNED (a
+    subclass may convert, as PriorityField does), or a foreign key to one."""
+    target = field.rel_field if type(field) is ForeignKeyField else field
+    return type(target) in AS_RETURNED
 
 
 def open_database(config: dict[str, Any]) -> Database:
