@@ -23,7 +23,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS lists_user_id_inbox_key ON lists (user_id) WHE
 CREATE INDEX IF NOT EXISTS lists_user_id_position_idx ON lists (user_id, position, id);
 
 INSERT INTO lists (user_id, name, is_inbox, position, task_count)
-SELECT id, 'Inbox', TRUE, 'a0', task_count FROM users;
+SELECT id, 'Inbox', TRUE, 'a0',
+       (SELECT count(*) FROM tasks WHERE tasks.user_id = users.id AND tasks.deleted_at IS NULL)
+FROM users;
 
 -- SQLite only: it cannot add a NOT NULL column that references another table, so tasks is
 -- built again with the new columns. Dropping the old table empties task_tags (its rows
@@ -79,7 +81,7 @@ CREATE INDEX IF NOT EXISTS tasks_parent_id_idx ON tasks (parent_id) WHERE parent
 -- Finds tombstones past their retention.
 CREATE INDEX IF NOT EXISTS tasks_deleted_at_idx ON tasks (deleted_at) WHERE deleted_at IS NOT NULL;
 
-INSERT INTO task_tags (task_id, user_id, tag)
+INSERT OR IGNORE INTO task_tags (task_id, user_id, tag)
 SELECT tasks.id, tasks.user_id, value FROM tasks, json_each(tasks.tags) WHERE tasks.tags <> '[]';
 
 -- The triggers on tasks, as schema.sql has them.

@@ -51,7 +51,7 @@ class Lists(MethodView):
             position = ordering.last_list_position()
             found = TaskList.create(user=g.user.id, position=position, **fields)
         location = url_for(".ListById", user_id=user_id, list_id=found.id)
-        return found, {"Location": location, "ETag": quote_etag(get_etag(found))}
+        return found, {"Location": location, "ETag": quote_etag(get_list_etag(found))}
 
 
 @blp.route(f"/{LIST_ID}")
@@ -62,7 +62,8 @@ class ListById(MethodView):
     @blp.doc(parameters=[IF_NONE_MATCH])
     def get(self, user_id, list_id):
         """Get one list, with its ETag."""
-        return with_etag(get_list(list_id))
+        found = get_list(list_id)
+        return with_etag(found, get_list_etag(found))
 
     @blp.arguments(ListPatchSchema(partial=True))
     @blp.response(200, ListSchema, headers=ETAG)
@@ -78,7 +79,7 @@ class ListById(MethodView):
         changed = next(iter(query.returning(TaskList).execute()), None)
         if changed is None:  # changed or deleted since it was read, a moment ago
             abort(412, message=STALE) if request.if_match else abort(404, message=NOT_FOUND)
-        return changed, {"ETag": quote_etag(get_etag(changed))}
+        return changed, {"ETag": quote_etag(get_list_etag(changed))}
 
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
@@ -109,7 +110,7 @@ class ListMove(MethodView):
         with database.atomic():
             ordering.lock_user()
             moved = ordering.move_list(get_list(list_id), fields["previous_id"])
-        return moved, {"ETag": quote_etag(get_etag(moved))}
+        return moved, {"ETag": quote_etag(get_list_etag(moved))}
 
 
 def get_list(list_id, check_if_match=False):
@@ -121,6 +122,12 @@ def get_list(list_id, check_if_match=False):
     if found is None:
         abort(404, message=NOT_FOUND)
     stale = check_if_match and request.if_match and not request.if_match.star_tag
-    if stale and not request.if_match.contains(get_etag(found)):
+    if stale and not request.if_match.contains(get_list_etag(found)):
         abort(412, message=STALE)
     return found
+
+
+def get_list_etag(found):
+    """The count changes with the list's tasks, not with its updated_at: it is part of the
+    version too, so a GET never answers 304 over a stale count."""
+    return get_etag(found, found.task_count)

@@ -11,7 +11,8 @@ from peewee import Value, fn
 from .api import abort
 from .models import Task, TaskList, User, utcnow
 from .positions import (
-    ancestor_path,
+    SEPARATOR,
+    SHORT,
     between,
     child_path,
     depth,
@@ -36,10 +37,13 @@ def refuse(field, message):
     abort(422, errors={"json": {field: [message]}})
 
 
-def get_list_id(list_id):
-    """The id of the user's live list `list_id`, or of the inbox for None; else a 422."""
-    lists = TaskList.of(g.user.id).select(TaskList.id)
-    found = lists.where(TaskList.is_inbox if list_id is None else TaskList.id == list_id).scalar()
+def find_list(list_id):
+    """The user's live list `list_id` (the inbox for None) as its id and the largest path in
+    it (None if empty), in one query; else a 422."""
+    live = [Task.task_list == TaskList.id, Task.deleted_at.is_null()]
+    lists = TaskList.of(g.user.id).select(TaskList.id, Task.select(fn.MAX(Task.path)).where(*live))
+    found = lists.where(TaskList.is_inbox if list_id is None else TaskList.id == list_id)
+    found = found.tuples().first()
     if found is None:
         refuse("list_id", NO_LIST)
     return found
@@ -69,14 +73,13 @@ def subtree(task):
 def place_new_task(list_id, parent_id):
     """Where a new task goes: last among its siblings, in list `list_id` (the inbox for None,
     the parent's list when only a parent is given). After lock_user()."""
-    parent = get_parent(parent_id, list_id) if parent_id is not None else None
-    list_id = parent.list_id if parent else get_list_id(list_id)
-    parent_path = parent.path if parent else ""
-    last = (
-        Task.select(fn.MAX(Task.path))
-        .where(Task.task_list == list_id, Task.deleted_at.is_null(), *below(parent_path))
-        .scalar()
-    )
+    if parent_id is None:
+        (list_id, last), parent_path = find_list(list_id), ""
+    else:
+        parent = get_parent(parent_id, list_id)
+        list_id, parent_path = parent.list_id, parent.path
+        live = [Task.task_list == list_id, Task.deleted_at.is_null()]
+        last = Task.select(fn.MAX(Task.path)).where(*live, *below(parent_path)).scalar()
     level = depth(parent_path) + 1
     position = between(position_at(last, level) if last else None, None)
     path = child_path(parent_path, position)
@@ -87,7 +90,7 @@ def move_task(task, fields):
     """Move `task` with its subtasks into a list (the parent's, or else its own, by default),
     under a parent (none by default), right after the sibling `previous_id` (first by
     default). After lock_user()."""
-    list_id = get_list_id(fields["list_id"]) if "list_id" in fields else None
+    list_id = find_list(fields["list_id"])[0] if "list_id" in fields else None
     parent = get_new_parent(task, fields.get("parent_id"), list_id)
     list_id = list_id or (parent.list_id if parent else task.list_id)
     parent_path = parent.path if parent else ""
@@ -97,13 +100,19 @@ def move_task(task, fields):
     after = Task.path >= subtree_end(previous.path) if previous else Task.path > parent_path
     following = Task.select().where(*group, after).order_by(Task.path).first()
     position = between(previous and previous.position, following and following.position)
-    if position is None:  # no room left between the two: the siblings are laid out afresh
-        return spread_and_move(task, list_id, parent, group, previous)
-    new_path = child_path(parent_path, position)
-    rest_of_path = fn.SUBSTR(Task.path, len(task.path) + 1)
-    moved = {"task_list": list_id, "path": Value(new_path).concat(rest_of_path)}
-    Task.update(**moved, updated_at=utcnow()).where(*subtree(task)).execute()
+    if position is None:  # no room left between the two
+        position = make_room(task, list_id, parent_path, group, previous)
+    repath(task.list_id, task.path, list_id, child_path(parent_path, position))
     return set_place(task, parent, position)
+
+
+def repath(old_list, old_path, new_list, new_path):
+    """Move the live subtree at `old_path` to `new_path`, in one statement."""
+    rest_of_path = fn.SUBSTR(Task.path, len(old_path) + 1)
+    moved = {"task_list": new_list, "path": Value(new_path).concat(rest_of_path)}
+    live = [Task.task_list == old_list, Task.deleted_at.is_null()]
+    in_subtree = [Task.path >= old_path, Task.path < subtree_end(old_path)]
+    Task.update(**moved, updated_at=utcnow()).where(*live, *in_subtree).execute()
 
 
 def get_new_parent(task, parent_id, list_id):
@@ -133,28 +142,51 @@ def set_place(task, parent, position):
     return Task.update(**place).where(Task.id == task.id).returning(Task).execute()[0]
 
 
-def spread_and_move(task, list_id, parent, group, previous):
-    """Give every sibling a short position again, the task included (rare: it takes some two
-    hundred moves to one place). Every row below them is rewritten by id, from paths read
-    before the first write, so no half-rewritten subtree is mistaken for another."""
-    parent_path = parent.path if parent else ""
-    siblings = list(Task.select().where(*group).order_by(Task.path, Task.id))
+def make_room(task, list_id, parent_path, group, previous):
+    """Give the siblings around the gap after `previous` short positions again, and return
+    the gap's position (rare: it takes some two hundred moves to one place). Each sibling takes
+    its subtree along in one statement, by way of a parking place no real path can be in ("~"
+    sorts after every digit); the task is parked first, as its old path may be given away."""
+    parked = task.path[: -len(task.position) - 1] + "~" + SEPARATOR
+    repath(task.list_id, task.path, task.list_id, parked)
+    task.path = parked
+    window, positions, gap = find_window(group, previous)
+    others = zip(window, positions[:gap] + positions[gap + 1 :], strict=True)
+    changed = [(sibling, position) for sibling, position in others if sibling.position != position]
+    for number, (sibling, _) in enumerate(changed):
+        repath(list_id, sibling.path, list_id, child_path(parent_path, f"~{number}"))
+    for number, (sibling, position) in enumerate(changed):
+        new_path = child_path(parent_path, position)
+        repath(list_id, child_path(parent_path, f"~{number}"), list_id, new_path)
+        Task.update(position=position).where(Task.id == sibling.id).execute()
+    return positions[gap]
+
+
+def find_window(group, previous):
+    """The fewest siblings around the gap after `previous` between whose outer neighbours short
+    positions fit; returns them, the positions (the gap's among them) and the gap's index."""
+    query = Task.select(Task.id, Task.position, Task.path).where(*group).order_by(Task.path)
+    siblings = list(query)
     gap = siblings.index(previous) + 1 if previous else 0
-    positions = spread(len(siblings) + 1)
-    others = zip(siblings, positions[:gap] + positions[gap + 1 :], strict=True)
-    new_paths = {sibling.path: child_path(parent_path, position) for sibling, position in others}
-    new_rows = {}
-    for row in Task.select(Task.id, Task.path).where(*group[:2], *below(parent_path)):
-        old = ancestor_path(row.path, depth(parent_path) + 1)
-        new_rows[row.id] = new_paths.get(old, old) + row.path[len(old) :]
-    task_path = child_path(parent_path, positions[gap])
-    for row in Task.select(Task.id, Task.path).where(*subtree(task)):
-        new_rows[row.id] = task_path + row.path[len(task.path) :]
-    now = utcnow()
-    for row_id, path in new_rows.items():
-        changes = {"path": path, "position": position_at(path, depth(path)), "updated_at": now}
-        Task.update(**changes, task_list=list_id).where(Task.id == row_id).execute()
-    return set_place(task, parent, positions[gap])
+    for start, end in get_windows(gap, len(siblings)):
+        before = siblings[start - 1].position if start else None
+        after = siblings[end].position if end < len(siblings) else None
+        positions = spread(end - start + 1, before, after)
+        if max(map(len, positions)) <= SHORT or (start, end) == (0, len(siblings)):
+            return siblings[start:end], positions, gap - start
+
+
+def get_windows(gap, count):
+    """Ranges of siblings to lay out afresh, smallest first: after the gap (so `previous`, the
+    sibling a move names, keeps its place), before it, then both; at last, all of them."""
+    width = 1
+    while True:
+        yield gap, min(gap + width, count)
+        yield max(gap - width, 0), gap
+        yield max(gap - width, 0), min(gap + width, count)
+        if width >= count:
+            return
+        width *= 2
 
 
 def last_list_position():

@@ -11,6 +11,7 @@ SEPARATOR = "."  # before every digit of a position: a path sorts before its sub
 # Past this, a group's positions are spread out again: inserting at one place over and over
 # lengthens the new positions by a character every six times or so.
 MAX_LENGTH = 40
+SHORT = 10  # what a group laid out afresh gets (see spread)
 
 
 def between(before, after):
@@ -23,9 +24,10 @@ def between(before, after):
     return position if len(position) <= MAX_LENGTH else None
 
 
-def spread(count):
-    """`count` short positions in order, for a group laid out afresh."""
-    return generate_n_keys_between(None, None, count)
+def spread(count, before=None, after=None):
+    """`count` positions in order between `before` and `after` (None: the start or the end),
+    as short as fit: for siblings laid out afresh."""
+    return generate_n_keys_between(before, after, count)
 
 
 def child_path(parent_path, position):
@@ -40,11 +42,6 @@ def depth(path):
 def position_at(path, level):
     """The position, in `path`, of the ancestor (or the task itself) at depth `level`."""
     return path.split(SEPARATOR)[level - 1]
-
-
-def ancestor_path(path, level):
-    """The path of the ancestor (or the task itself) at depth `level`."""
-    return SEPARATOR.join(path.split(SEPARATOR)[:level]) + SEPARATOR
 
 
 def subtree_end(path):

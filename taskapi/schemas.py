@@ -347,10 +347,18 @@ class TaskQueryArgsSchema(SyncArgsSchema):
     sort = fields.String(
         load_default=DEFAULT_SORT,
         validate=validate.OneOf(SORTABLE + [f"-{name}" for name in SORTABLE]),
-        metadata={"description": "A field, or -field for descending; ties go by id."},
+        metadata={
+            "description": "A field, or -field for descending; ties go by id. position (with "
+            "list_id): the list as it is shown, each task followed by its subtasks."
+        },
     )
     list_id = row_id(strict=False, metadata={"description": "This list's tasks, subtasks too"})
     parent_id = row_id(strict=False, metadata={"description": "The subtasks right under this task"})
+
+    @validates_schema
+    def position_needs_a_list(self, data, **kwargs):
+        if data.get("sort", "").lstrip("-") == "position" and "list_id" not in data:
+            raise ValidationError("Needs list_id: positions order the tasks of one list.", "sort")
 
 
 class ListSchema(Schema):

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from flask import current_app, g, request, url_for
 from flask.views import MethodView
-from peewee import SQL, Asc, Case, Desc, IntegrityError, fn
+from peewee import SQL, Case, IntegrityError, fn
 from werkzeug.http import quote_etag
 
 from . import ordering
@@ -40,10 +40,8 @@ NOT_FOUND = "Task not found."
 STALE = "The task changed since you read it (its ETag no longer matches); fetch it again."
 KEY_LIFETIME = timedelta(hours=24)
 COUNT_ALL = fn.COUNT(SQL("*"))
-SORTS = {name: getattr(Task, name) for name in SORTABLE}
-# The order lists show: the lists in their order, each list's tasks depth first.
-LIST_POSITION = TaskList.select(TaskList.position).where(TaskList.id == Task.task_list)
-IN_LIST_ORDER = [LIST_POSITION, Task.task_list, Task.path]
+# sort=position (with list_id) is the list as it is shown: by path, each task before its subtasks.
+SORTS = {**{name: getattr(Task, name) for name in SORTABLE}, "position": Task.path}
 FILTERS = {
     "list_id": lambda value: Task.task_list == value,
     "parent_id": lambda value: Task.parent == value,
@@ -95,7 +93,7 @@ class Tasks(MethodView):
                 user_id=g.user.id, limit=page.page_size, offset=page.first_item
             )
         else:
-            selected = get_tasks(args).order_by(*get_order(args["sort"], "list_id" in args))
+            selected = get_tasks(args).order_by(*get_order(args["sort"]))
             if count is None:
                 selected = selected.select_extend(COUNT_ALL.over().alias("total"))
             tasks = list(selected.paginate(page.page, page.page_size).dicts())
@@ -123,10 +121,12 @@ class Tasks(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     def patch(self, fields, user_id):
         """Mark several tasks completed or not: all of them, or none if one is missing."""
-        ids, now = set(fields["ids"]), utcnow()
-        values = {"completed": fields["completed"], "updated_at": now}
-        values["completed_at"] = get_completion_time(fields["completed"], now)
+        ids = set(fields["ids"])
         with database.atomic():
+            ordering.lock_user()  # several rows, in any order: writers of this user wait in turn
+            now = utcnow()
+            values = {"completed": fields["completed"], "updated_at": now}
+            values["completed_at"] = get_completion_time(fields["completed"], now)
             query = Task.update(**values).where(*mine(), Task.id.in_(ids)).returning(Task)
             tasks = sorted(query.execute(), key=lambda task: task.id)
             if len(tasks) < len(ids):
@@ -138,9 +138,10 @@ class Tasks(MethodView):
     @blp.response(200, DeletedSchema)
     def delete(self, args, user_id):
         """Clear the completed tasks, of one list or all, with their subtasks (as tombstones)."""
-        now, in_list = utcnow(), [FILTERS["list_id"](args["list_id"])] if "list_id" in args else []
+        in_list = [FILTERS["list_id"](args["list_id"])] if "list_id" in args else []
         with database.atomic():
             ordering.lock_user()
+            now = utcnow()  # after waiting: a sync that ran meanwhile must not miss these
             query = Task.update(deleted_at=now, updated_at=now).where(*mine(), *in_list)
             return {"deleted": query.where(Task.completed).execute() + delete_subtasks(now)}
 
@@ -153,7 +154,8 @@ class TaskById(MethodView):
     @blp.doc(parameters=[IF_NONE_MATCH])
     def get(self, user_id, task_id):
         """Get one task, with its ETag."""
-        return with_etag(get_task(task_id))
+        task = get_task(task_id)
+        return with_etag(task, get_etag(task))
 
     @blp.arguments(TaskSchema())
     @blp.response(200, TaskSchema, headers=ETAG)
@@ -176,10 +178,10 @@ class TaskById(MethodView):
     @blp.doc(parameters=[IF_MATCH])
     def delete(self, user_id, task_id):
         """Delete a task and its subtasks; syncing clients see them as tombstones for a while."""
-        now = utcnow()
-        query = Task.update(deleted_at=now, updated_at=now)
         with database.atomic():
             ordering.lock_user()
+            now = utcnow()
+            query = Task.update(deleted_at=now, updated_at=now)
             if not query.where(*mine(), Task.id == task_id, *if_match(task_id)).execute():
                 abort_missing()
             delete_subtasks(now)
@@ -262,15 +264,12 @@ def get_tasks(args):
     return query.where(*conditions) if conditions else query
 
 
-def get_order(sort, in_one_list=False):
-    name, descending = sort.lstrip("-"), sort.startswith("-")
-    if name == "position":  # one list: its path alone (and its index serves the page)
-        columns = [Task.path] if in_one_list else IN_LIST_ORDER
-    else:
-        columns = [SORTS[name]]
-    nulls = "LAST" if SORTS[name].null else None  # tasks without a due date come last
-    direction = Desc if descending else Asc
-    return [direction(column, nulls=nulls) for column in columns] + [direction(Task.id)]
+def get_order(sort):
+    column, descending = SORTS[sort.lstrip("-")], sort.startswith("-")
+    nulls = {"nulls": "LAST"} if column.null else {}  # tasks without a due date come last
+    if descending:
+        return [column.desc(**nulls), Task.id.desc()]
+    return [column.asc(**nulls), Task.id.asc()]
 
 
 # The list as a frontend asks for it most (no filter, default order), its SQL built once.
@@ -282,16 +281,14 @@ NEWEST_TASKS = Prepared(
 )
 
 
-def get_etag(found):
-    """Every write moves updated_at, so it names the version; a list's task_count changes with
-    its tasks, not with updated_at, so it is part of a list's version too."""
-    version = f"{found.id}:{found.updated_at.isoformat()}:{getattr(found, 'task_count', '')}"
+def get_etag(found, *more):
+    """Every write moves updated_at, so it names the version (with `more`, what else does)."""
+    version = ":".join([str(found.id), found.updated_at.isoformat(), *map(str, more)])
     return hashlib.sha1(version.encode()).hexdigest()
 
 
-def with_etag(found):
+def with_etag(found, etag):
     """A task or a list with its ETag; a bodiless 304 if the client has that version."""
-    etag = get_etag(found)
     if request.if_none_match.contains(etag):
         return respond(None, 304, ETag=quote_etag(etag))
     return found, {"ETag": quote_etag(etag)}
@@ -347,7 +344,10 @@ def update_task(task_id, fields):
 
 def create_task(fields, key):
     """The new task; or, for a key used before with the same body, the first response's JSON."""
-    body = json.dumps(fields, sort_keys=True, default=str)
+    # Absent list_id and parent_id leave the hash as before them, so a retry keeps its key.
+    unplaced = {name for name in ("list_id", "parent_id") if fields[name] is None}
+    sent = {name: value for name, value in fields.items() if name not in unplaced}
+    body = json.dumps(sent, sort_keys=True, default=str)
     request_hash = hashlib.sha256(body.encode()).hexdigest()
     try:
         with database.atomic():
