@@ -3,6 +3,7 @@ and what every response carries: a request id, security headers and one access-l
 
 import functools
 import http
+import json
 import logging
 import re
 import time
@@ -184,6 +185,8 @@ class Parser(FlaskParser):
             data = super()._raw_load_json(req)
         except RecursionError:
             abort(400, message="The JSON body is nested too deeply.")
+        except json.JSONDecodeError:
+            raise  # webargs answers it: an empty body has no fields, anything else is a 400
         except ValueError:  # an integer of over 4,300 digits, which Python refuses to convert
             abort(400, message="The JSON body holds a number too long to read.")
         if not isinstance(data, dict):
