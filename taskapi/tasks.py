@@ -88,10 +88,9 @@ class Tasks(MethodView):
         # Rows as dicts: no model objects to build, and TaskSchema dumps them as they are.
         if page.first_item >= BIGINT_MAX:  # OFFSET would fail in SQL; no such page holds a row
             tasks = []
-        elif is_plain(args) and args["sort"] == DEFAULT_SORT:  # the usual list, SQL built once
-            tasks = NEWEST_TASKS.dicts(
-                user_id=g.user.id, limit=page.page_size, offset=page.first_item
-            )
+        elif prepared := get_prepared(args):  # the usual lists, their SQL built once
+            list_id, limit, offset = args.get("list_id"), page.page_size, page.first_item
+            tasks = prepared.dicts(user_id=g.user.id, list_id=list_id, limit=limit, offset=offset)
         else:
             selected = get_tasks(args).order_by(*get_order(args["sort"]))
             if count is None:
@@ -247,9 +246,21 @@ def get_count(args):
     else None: the page counts its matches as it reads them (one scan)."""
     if is_plain(args):
         return g.user.task_count
-    if args.keys() & FILTERS.keys() == {"list_id"} and not args["include_deleted"]:
-        counter = TaskList.select(TaskList.task_count).where(TaskList.user == g.user.id)
-        return counter.where(TaskList.id == args["list_id"]).scalar() or 0
+    if is_one_list(args):
+        counted = LIST_TASK_COUNT.dicts(user_id=g.user.id, list_id=args["list_id"])
+        return counted[0]["task_count"] if counted else 0
+    return None
+
+
+def is_one_list(args):
+    return not args["include_deleted"] and args.keys() & FILTERS.keys() == {"list_id"}
+
+
+def get_prepared(args):
+    if is_plain(args) and args["sort"] == DEFAULT_SORT:
+        return NEWEST_TASKS
+    if is_one_list(args) and args["sort"] == "position":
+        return LIST_AS_SHOWN
     return None
 
 
@@ -272,12 +283,25 @@ def get_order(sort):
     return [column.asc(**nulls), Task.id.asc()]
 
 
-# The list as a frontend asks for it most (no filter, default order), its SQL built once.
+# The lists a frontend asks for most (every task, newest first; one list as it is shown), and
+# one list's total, their SQL built once.
 NEWEST_TASKS = Prepared(
     Task.of(Slot("user_id"))
     .order_by(*get_order(DEFAULT_SORT))
     .limit(Slot("limit"))
     .offset(Slot("offset"))
+)
+LIST_AS_SHOWN = Prepared(
+    Task.of(Slot("user_id"))
+    .where(Task.task_list == Slot("list_id"))
+    .order_by(*get_order("position"))
+    .limit(Slot("limit"))
+    .offset(Slot("offset"))
+)
+LIST_TASK_COUNT = Prepared(
+    TaskList.select(TaskList.task_count)
+    .where(TaskList.user == Slot("user_id"), TaskList.id == Slot("list_id"))
+    .limit(1)
 )
 
 
