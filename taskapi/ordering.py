@@ -29,7 +29,9 @@ TOO_DEEP = f"Tasks nest at most {MAX_DEPTH} levels deep."
 
 def lock_user():
     """Lock the user's row for the rest of the transaction; being a write, it also takes
-    SQLite's write lock first, which SQLite needs to wait its turn rather than fail."""
+    SQLite's write lock first, which SQLite needs to wait its turn rather than fail. Read what
+    the lock guards in later statements: on PostgreSQL a statement sees the database as it was
+    when the statement began, before it waited for the lock."""
     User.update(task_count=User.task_count).where(User.id == g.user.id).execute()
 
 
