@@ -142,7 +142,9 @@ class Tasks(MethodView):
             ordering.lock_user()
             now = utcnow()  # after waiting: a sync that ran meanwhile must not miss these
             query = Task.update(deleted_at=now, updated_at=now).where(*mine(), *in_list)
-            return {"deleted": query.where(Task.completed).execute() + delete_subtasks(now)}
+            cleared = query.where(Task.completed).execute()
+            them = Task.select(Task.id).where(Task.user == g.user.id, Task.deleted_at == now)
+            return {"deleted": cleared + delete_subtasks(them, now)}
 
 
 @blp.route(f"/{TASK_ID}")
@@ -183,7 +185,7 @@ class TaskById(MethodView):
             query = Task.update(deleted_at=now, updated_at=now)
             if not query.where(*mine(), Task.id == task_id, *if_match(task_id)).execute():
                 abort_missing()
-            delete_subtasks(now)
+            delete_subtasks([task_id], now)
         retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
         Task.delete().where(Task.user == g.user.id, Task.deleted_at < now - retention).execute()
 
@@ -212,17 +214,16 @@ class TaskMove(MethodView):
         return task, {"ETag": quote_etag(get_etag(task))}
 
 
-def delete_subtasks(now):
-    """The tasks deleted at `now` take their subtasks along, a level per statement; returns
-    how many went."""
+def delete_subtasks(parents, now):
+    """The live subtasks of `parents` (ids, or a query of them) are deleted at `now` too, a
+    level per statement, each naming the ids the one before deleted; returns how many went."""
     deleted = 0
     for _ in range(ordering.MAX_DEPTH - 1):
-        parents = Task.select(Task.id).where(Task.user == g.user.id, Task.deleted_at == now)
-        query = Task.update(deleted_at=now, updated_at=now)
-        went = query.where(*mine(), Task.parent.in_(parents)).execute()
-        if not went:
+        query = Task.update(deleted_at=now, updated_at=now).where(*mine(), Task.parent.in_(parents))
+        parents = [task.id for task in query.returning(Task.id).execute()]
+        if not parents:
             break
-        deleted += went
+        deleted += len(parents)
     return deleted
 
 
