@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"  # logs, ids and profiles (not committed)
 BIN = Path(sys.executable).parent
-SCENARIOS = "list get create put patch delete signin mixed"
+SCENARIOS = "list get create put patch delete signin mixed list10k position10k"
 PASSWORD = "bench password"
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
@@ -182,10 +182,11 @@ def call(url, method="GET", body=None, token=None):
 
 def seed(url, database_url):
     """Users and tasks for the scenarios: `reader` has 50 tasks, made through the API; `writer`
-    receives the created ones, so the list stays at 50; `deleter` owns the tasks to delete."""
+    receives the created ones, so the list stays at 50; `deleter` owns the tasks to delete;
+    `heavy` has 10,000 in its inbox, 2,500 with three subtasks each."""
     stamp = secrets.token_hex(4)
     setup = {}
-    for name in ("reader", "writer", "deleter"):
+    for name in ("reader", "writer", "deleter", "heavy"):
         body = {"email": f"bench-{name}-{stamp}@example.com", "password": PASSWORD}
         answer = call(f"{url}/api/auth/signup", "POST", body)
         user_id = answer["user"]["id"]
@@ -214,12 +215,36 @@ def seed(url, database_url):
         [psql, database_url, "-qtAc", sql], check=True, capture_output=True, text=True
     ).stdout
     (RESULTS / "delete-ids.txt").write_text(ids)
+    setup["heavy"]["inbox"] = seed_heavy(psql, database_url, setup["heavy"]["tasks"].split("/")[3])
     return setup
+
+
+def seed_heavy(psql, database_url, user_id):
+    """10,000 tasks in the user's inbox, as a tree of two levels; returns the inbox's id."""
+    inbox = f"(SELECT id FROM lists WHERE user_id = '{user_id}' AND is_inbox)"
+    top = (
+        "INSERT INTO tasks (user_id, title, list_id, position, path) "
+        f"SELECT '{user_id}', 'Project ' || n, {inbox}, 'h' || lpad(n::text, 8, '0'), "
+        "'h' || lpad(n::text, 8, '0') || '.' FROM generate_series(1, 2500) AS n"
+    )
+    below = (
+        "INSERT INTO tasks (user_id, title, list_id, parent_id, position, path) "
+        "SELECT user_id, 'Step ' || k, list_id, id, 'a' || k, path || 'a' || k || '.' "
+        f"FROM tasks, generate_series(0, 2) AS k WHERE user_id = '{user_id}'"
+    )
+    for sql in (top, below, "ANALYZE tasks"):
+        subprocess.run([psql, database_url, "-qc", sql], check=True, capture_output=True)
+    select = f"SELECT {inbox}"
+    found = subprocess.run([psql, database_url, "-qtAc", select], check=True, capture_output=True)
+    return int(found.stdout)
 
 
 def scenario_env(setup, name):
     """What bench/request.lua sends in each scenario."""
-    reader, writer, deleter = setup["reader"], setup["writer"], setup["deleter"]
+    reader, writer, deleter, heavy = (
+        setup[name] for name in ("reader", "writer", "deleter", "heavy")
+    )
+    in_order = f"{heavy['tasks']}?list_id={heavy.get('inbox')}&sort=position"
     one_task = {"WRK_PATH": reader["tasks"] + "/{id}", "WRK_IDS": str(RESULTS / "read-ids.txt")}
     new_task = {"title": "Write the report", "description": "Before Friday.", "completed": False}
     return {
@@ -249,6 +274,8 @@ def scenario_env(setup, name):
             "WRK_IDS": str(RESULTS / "delete-ids.txt"),
             "WRK_TOKEN": deleter["token"],
         },
+        "list10k": {"WRK_METHOD": "GET", "WRK_PATH": heavy["tasks"], "WRK_TOKEN": heavy["token"]},
+        "position10k": {"WRK_METHOD": "GET", "WRK_PATH": in_order, "WRK_TOKEN": heavy["token"]},
         "signin": {
             "WRK_METHOD": "POST",
             "WRK_PATH": "/api/auth/signin",
