@@ -267,3 +267,34 @@ def test_a_subtask_made_while_its_parent_goes_goes_too(start_server, app):
         with app.app_context():
             orphans = Task.select().where(Task.parent == parent, Task.deleted_at.is_null())
             assert orphans.count() == 0
+
+
+def test_bulk_updates_moves_and_deletes_at_once_never_answer_5xx(start_server):
+    """Every write of a user that touches several rows waits for the user's lock, so none
+    deadlocks with another (PostgreSQL answers a deadlock 503): bulk completes, moves of
+    subtrees and deletes of parents, all at once, on two processes (fixed seed)."""
+    server = start_server("--workers=2", RATELIMIT_ENABLED="false")
+    session, tasks_url, _ = start_lists_user(server, "busy@x.io")
+    tops = [
+        session.post(tasks_url, json={"title": f"{n}"}, timeout=30).json()["id"] for n in range(8)
+    ]
+    children = [
+        session.post(tasks_url, json={"title": "c", "parent_id": top}, timeout=30).json()["id"]
+        for top in tops
+        for _ in range(3)
+    ]
+    rng, every = random.Random(11), tops + children
+    plan = [(rng.sample(every, 12), rng.sample(tops, 2), rng.choice(tops)) for _ in range(45)]
+
+    def act(number):
+        ids, (moved, previous), deleted = plan[number]
+        if number % 3 == 0:
+            body = {"ids": ids, "completed": number % 2 == 0}
+            return session.patch(tasks_url, json=body, timeout=30)
+        if number % 3 == 1:
+            body = {"previous_id": previous}
+            return session.post(f"{tasks_url}/{moved}/move", json=body, timeout=30)
+        return session.delete(f"{tasks_url}/{deleted}", timeout=30)
+
+    answers = in_parallel(45, act)
+    assert all(answer.status_code < 500 for answer in answers), [a.text for a in answers]
