@@ -67,9 +67,10 @@ def below(path):
     return [Task.path > path, Task.path < subtree_end(path)] if path else []
 
 
-def subtree(task):
-    live = [Task.task_list == task.list_id, Task.deleted_at.is_null()]
-    return [*live, Task.path >= task.path, Task.path < subtree_end(task.path)]
+def subtree(list_id, path):
+    """The live tasks of the subtree at `path` in a list, its own task included."""
+    live = [Task.task_list == list_id, Task.deleted_at.is_null()]
+    return [*live, Task.path >= path, Task.path < subtree_end(path)]
 
 
 def place_new_task(list_id, parent_id):
@@ -112,9 +113,7 @@ def repath(old_list, old_path, new_list, new_path):
     """Move the live subtree at `old_path` to `new_path`, in one statement."""
     rest_of_path = fn.SUBSTR(Task.path, len(old_path) + 1)
     moved = {"task_list": new_list, "path": Value(new_path).concat(rest_of_path)}
-    live = [Task.task_list == old_list, Task.deleted_at.is_null()]
-    in_subtree = [Task.path >= old_path, Task.path < subtree_end(old_path)]
-    Task.update(**moved, updated_at=utcnow()).where(*live, *in_subtree).execute()
+    Task.update(**moved, updated_at=utcnow()).where(*subtree(old_list, old_path)).execute()
 
 
 def get_new_parent(task, parent_id, list_id):
@@ -123,8 +122,8 @@ def get_new_parent(task, parent_id, list_id):
     parent = get_parent(parent_id, list_id)
     if parent.list_id == task.list_id and parent.path.startswith(task.path):
         refuse("parent_id", "A task cannot go under itself or one of its subtasks.")
-    levels = fn.LENGTH(Task.path) - fn.LENGTH(fn.REPLACE(Task.path, ".", ""))
-    deepest = Task.select(fn.MAX(levels)).where(*subtree(task)).scalar()
+    levels = fn.LENGTH(Task.path) - fn.LENGTH(fn.REPLACE(Task.path, SEPARATOR, ""))
+    deepest = Task.select(fn.MAX(levels)).where(*subtree(task.list_id, task.path)).scalar()
     if depth(parent.path) + 1 + deepest - depth(task.path) > MAX_DEPTH:
         refuse("parent_id", TOO_DEEP)
     return parent
