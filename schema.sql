@@ -18,7 +18,9 @@ CREATE TABLE IF NOT EXISTS users (
     -- The user's live tasks, kept by the triggers below: the list's total without counting.
     task_count    INTEGER NOT NULL DEFAULT 0,
     -- Proven by a link sent to it, or by the frontend's own verdict (taskapi/verification.py).
-    email_verified BOOLEAN NOT NULL DEFAULT FALSE
+    email_verified BOOLEAN NOT NULL DEFAULT FALSE,
+    -- An IANA name: all-day tasks are due at the end of their day there (taskapi/dates.py).
+    time_zone     TEXT NOT NULL DEFAULT 'UTC'
 );
 
 -- Emails are stored lowercase; the index makes uniqueness case-insensitive even if one is not.
@@ -66,14 +68,19 @@ CREATE TABLE IF NOT EXISTS tasks (
     position     TEXT COLLATE "C" NOT NULL,
     -- Its ancestors' positions and its own, each followed by '.': the list's display order,
     -- each task followed by its subtasks (taskapi/positions.py).
-    path         TEXT COLLATE "C" NOT NULL
+    path         TEXT COLLATE "C" NOT NULL,
+    -- An all-day task's day (due_at is then null; at most one of the two is set).
+    due_date     DATE,
+    -- When the task is due: due_at, or the end of due_date in the user's time zone. Kept by
+    -- the app (taskapi/dates.py), so that filters and sort=due_at treat both kinds alike.
+    due_key      TIMESTAMP WITH TIME ZONE
 );
 
 -- Serves the list query: one user's tasks, newest first (id breaks ties for stable pages).
 CREATE INDEX IF NOT EXISTS tasks_user_id_created_at_idx ON tasks (user_id, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS tasks_user_id_completed_idx ON tasks (user_id, completed, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS tasks_user_id_priority_idx ON tasks (user_id, priority, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS tasks_user_id_due_at_idx ON tasks (user_id, due_at, id);
+CREATE INDEX IF NOT EXISTS tasks_user_id_due_key_idx ON tasks (user_id, due_key, id);
 -- Incremental sync (updated_since) and sort=updated_at.
 CREATE INDEX IF NOT EXISTS tasks_user_id_updated_at_idx ON tasks (user_id, updated_at, id);
 -- A list in display order (sort=position), a subtree (a range of paths), and the list's tasks.

@@ -7,6 +7,7 @@ from flask import current_app, g, request
 from marshmallow import ValidationError
 
 from .api import Blueprint, abort
+from .dates import move_all_day_tasks
 from .db import database
 from .models import USER_BY_ID, USER_BY_SESSION, DeletedUser, User
 from .passwords import confirm_password, get_dummy_hash
@@ -66,9 +67,14 @@ def me():
 @blp.arguments(ProfileSchema())
 @blp.response(200, UserSchema)
 def update_me(fields):
-    """Change the signed-in user's name."""
-    User.update(**fields).where(User.id == g.user.id).execute()
-    g.user.name = fields["name"]
+    """Change the signed-in user's name or time zone."""
+    with database.atomic():
+        if fields:
+            User.update(**fields).where(User.id == g.user.id).execute()
+        if "time_zone" in fields:
+            move_all_day_tasks(g.user.id, fields["time_zone"])
+    for name, value in fields.items():
+        setattr(g.user, name, value)
     return g.user
 
 

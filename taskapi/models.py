@@ -7,6 +7,7 @@ from peewee import (
     BigAutoField,
     BooleanField,
     CompositeKey,
+    DateField,
     DateTimeField,
     DoubleField,
     ForeignKeyField,
@@ -81,6 +82,7 @@ class User(BaseModel):
     created_at = TimestampField(default=utcnow)
     task_count = IntegerField(default=0)  # kept by the database's triggers; read-only here
     email_verified = BooleanField(default=False)
+    time_zone = TextField(default="UTC")
 
     class Meta:
         table_name = "users"
@@ -134,6 +136,8 @@ class Task(BaseModel):
     parent = ForeignKeyField("self", column_name="parent_id", null=True, on_delete="CASCADE")
     position = TextField()  # among its siblings (see positions.py)
     path = TextField()  # its place in its list's display order (see positions.py)
+    due_date = DateField(null=True)
+    due_key = TimestampField(null=True)  # when it is due, either kind (see dates.py)
 
     class Meta:
         table_name = "tasks"

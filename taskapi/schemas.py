@@ -14,6 +14,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from .dates import is_time_zone
 from .models import PRIORITIES, Task
 
 BIGINT_MAX = 2**63 - 1  # the largest task id either database can hold
@@ -144,6 +145,7 @@ class UserSchema(Schema):
     email = fields.String(dump_only=True)
     email_verified = fields.Boolean(dump_only=True)
     name = fields.String(dump_only=True, allow_none=True)
+    time_zone = fields.String(dump_only=True, metadata={"example": "Europe/Berlin"})
     created_at = fields.AwareDateTime(dump_only=True)
 
 
@@ -203,6 +205,11 @@ class TaskSchema(Schema):
     completed = StrictBoolean(load_default=False)
     priority = fields.String(load_default="none", validate=validate.OneOf(PRIORITIES))
     due_at = UTCDateTime(allow_none=True, load_default=None)
+    due_date = fields.Date(
+        allow_none=True,
+        load_default=None,
+        metadata={"description": "An all-day task's day: due at its end in the user's time zone."},
+    )
     tags = fields.List(
         Text(strip=True, validate=[validate.Length(1, 50), NOT_BLANK]),
         load_default=list,
@@ -221,6 +228,11 @@ class TaskSchema(Schema):
     )
     position = fields.String(dump_only=True, metadata={"description": POSITION})
 
+    @validates_schema
+    def one_kind_of_due(self, task, **kwargs):
+        if task.get("due_at") is not None and task.get("due_date") is not None:
+            raise ValidationError("Give due_at or due_date, not both.", "due_date")
+
     @post_load
     def drop_duplicate_tags(self, task, **kwargs):
         if "tags" in task:
@@ -232,7 +244,9 @@ class TaskSchema(Schema):
         # JSON keys (the tasks table's columns), and the peewee field names rows use for them
         self.sources = {name: Task._meta.columns[name].name for name in self.dump_fields}
         self.times = [
-            n for n, field in self.dump_fields.items() if isinstance(field, fields.DateTime)
+            n
+            for n, field in self.dump_fields.items()
+            if isinstance(field, fields.DateTime | fields.Date)
         ]
 
     def dump(self, obj, *, many=None):
@@ -354,6 +368,7 @@ class TaskQueryArgsSchema(SyncArgsSchema):
     )
     list_id = row_id(strict=False, metadata={"description": "This list's tasks, subtasks too"})
     parent_id = row_id(strict=False, metadata={"description": "The subtasks right under this task"})
+    overdue = QueryBoolean(metadata={"description": "Open tasks whose due has passed (or not)"})
 
     @validates_schema
     def position_needs_a_list(self, data, **kwargs):
@@ -405,8 +420,24 @@ class DeletedSchema(Schema):
     deleted = fields.Integer(required=True, metadata={"description": "How many tasks went"})
 
 
+def an_iana_time_zone(name):
+    if not is_time_zone(name):
+        raise ValidationError("Must be an IANA time zone, such as Europe/Berlin or UTC.")
+
+
 class ProfileSchema(Schema):
-    name = Text(required=True, strip=True, allow_none=True, validate=validate.Length(max=100))
+    """Any of these (a body without them changes nothing)."""
+
+    name = Text(strip=True, allow_none=True, validate=validate.Length(max=100))
+    time_zone = Text(
+        validate=an_iana_time_zone,
+        metadata={"description": "All-day tasks are due at the end of their day here."},
+    )
+
+    @validates_schema
+    def something_to_change(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Send name, time_zone or both.", "_schema")
 
 
 class PasswordChangeSchema(Schema):

@@ -11,6 +11,7 @@ from werkzeug.http import quote_etag
 
 from . import ordering
 from .api import Blueprint, abort
+from .dates import due_values
 from .db import Prepared, Slot, database
 from .models import TASK_BY_ID, IdempotencyKey, Task, TaskList, TaskTag, utcnow
 from .schemas import (
@@ -39,16 +40,20 @@ TASK_ID = f"<int(min=1, max={BIGINT_MAX}):task_id>"  # anything else is 404
 NOT_FOUND = "Task not found."
 STALE = "The task changed since you read it (its ETag no longer matches); fetch it again."
 KEY_LIFETIME = timedelta(hours=24)
+LATER = {"list_id", "parent_id", "due_date"}  # fields a task gained after the first release
 COUNT_ALL = fn.COUNT(SQL("*"))
-# sort=position (with list_id) is the list as it is shown: by path, each task before its subtasks.
+# sort=position (with list_id) is the list as it is shown: by path, each task before its
+# subtasks; sort=due_at orders all-day tasks and the others together (see dates.py).
 SORTS = {**{name: getattr(Task, name) for name in SORTABLE}, "position": Task.path}
+SORTS["due_at"] = Task.due_key
 FILTERS = {
     "list_id": lambda value: Task.task_list == value,
     "parent_id": lambda value: Task.parent == value,
     "completed": lambda value: Task.completed == value,
     "priority": lambda value: Task.priority == value,
-    "due_before": lambda value: Task.due_at < value,
-    "due_after": lambda value: Task.due_at > value,
+    "due_before": lambda value: Task.due_key < value,
+    "due_after": lambda value: Task.due_key > value,
+    "overdue": lambda value: is_overdue() if value else ~is_overdue(),
     "updated_since": lambda value: Task.updated_at > value,
     "q": lambda value: Task.title.contains(value) | Task.description.contains(value),
     "tag": lambda tags: Task.id.in_(
@@ -238,6 +243,10 @@ def get_task(task_id):
     return task
 
 
+def is_overdue():
+    return Task.due_key.is_null(False) & (Task.due_key < utcnow()) & ~Task.completed
+
+
 def is_plain(args):
     return not args["include_deleted"] and not args.keys() & FILTERS.keys()
 
@@ -356,7 +365,7 @@ def if_match(task_id):
 
 def update_task(task_id, fields):
     now = utcnow()
-    values = {**fields, "updated_at": now}
+    values = {**fields, **due_values(fields, g.user.time_zone), "updated_at": now}
     if "completed" in fields:
         values["completed_at"] = get_completion_time(fields["completed"], now)
     conditions = [*mine(), Task.id == task_id, *if_match(task_id)]
@@ -369,9 +378,9 @@ def update_task(task_id, fields):
 
 def create_task(fields, key):
     """The new task; or, for a key used before with the same body, the first response's JSON."""
-    # Absent list_id and parent_id leave the hash as before them, so a retry keeps its key.
-    unplaced = {name for name in ("list_id", "parent_id") if fields[name] is None}
-    sent = {name: value for name, value in fields.items() if name not in unplaced}
+    # Fields newer than the first release leave the hash as it was when absent: a retry from
+    # before an upgrade still finds its key.
+    sent = {name: value for name, value in fields.items() if name not in LATER or value}
     body = json.dumps(sent, sort_keys=True, default=str)
     request_hash = hashlib.sha256(body.encode()).hexdigest()
     try:
@@ -381,7 +390,8 @@ def create_task(fields, key):
             ordering.lock_user()
             place = ordering.place_new_task(fields.pop("list_id"), fields.pop("parent_id"))
             completed_at = utcnow() if fields["completed"] else None
-            task = Task.create(user=g.user.id, completed_at=completed_at, **fields, **place)
+            fields |= place | due_values(fields, g.user.time_zone)
+            task = Task.create(user=g.user.id, completed_at=completed_at, **fields)
             if key:
                 response = json.dumps(TaskSchema().dump(task))
                 IdempotencyKey.update(response=response).where(*this_key(key)).execute()

@@ -142,7 +142,8 @@ def test_me_returns_the_user(client, auth):
     response = client.get("/api/auth/me", headers=alice.headers)
     assert response.status_code == 200
     assert response.json["id"] == alice.id
-    assert set(response.json) == {"id", "email", "email_verified", "name", "created_at"}
+    fields = {"id", "email", "email_verified", "name", "time_zone", "created_at"}
+    assert set(response.json) == fields and response.json["time_zone"] == "UTC"
 
 
 def test_me_without_token_is_401_with_challenge(client):

@@ -2,6 +2,7 @@ import functools
 import subprocess
 import threading
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
 from peewee import (
@@ -58,6 +59,7 @@ POSTGRES_TYPES = {
     "SMALLINT": "smallint",
     "INT": "integer",
     "TIMESTAMPTZ": "timestamp with time zone",
+    "DATE": "date",
     "DOUBLE": "double precision",
 }
 
@@ -99,7 +101,8 @@ def test_db_upgrade_brings_a_first_version_database_up_to_date(app, runner):
     result = runner.invoke(args=["db", "upgrade"])
     assert result.output == (
         "Applied: 0001_baseline, 0002_task_features, 0003_task_count, 0004_tag_triggers, "
-        "0005_deleted_users_and_rate_limits, 0006_sessions_and_email, 0007_lists_and_order.\n"
+        "0005_deleted_users_and_rate_limits, 0006_sessions_and_email, 0007_lists_and_order, "
+        "0008_time_zones_and_dates.\n"
     )
     assert runner.invoke(args=["db", "upgrade"]).output == "Already up to date.\n"
     with app.app_context():
@@ -231,9 +234,10 @@ def test_migration_puts_existing_tasks_in_an_inbox_in_creation_order(database_ur
             ]
         ):
             database.execute_sql(
-                "INSERT INTO tasks (user_id, title, created_at, tags, deleted_at) "
-                "VALUES (?, ?, ?, ?, ?)".replace("?", "%s" if "postgres" in url else "?"),
-                (user, f"task {number}", f"2026-01-01T00:0{minute}:00+00:00", tags, deleted),
+                "INSERT INTO tasks (user_id, title, created_at, tags, deleted_at, due_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)".replace("?", "%s" if "postgres" in url else "?"),
+                (user, f"task {number}", f"2026-01-01T00:0{minute}:00+00:00", tags, deleted)
+                + (datetime(2026, 2, number + 1, tzinfo=UTC),),
             )
         assert "0007_lists_and_order" in app.test_cli_runner().invoke(args=["init-db"]).output
         inboxes = {found.user_id: found for found in TaskList.select().where(TaskList.is_inbox)}
@@ -244,6 +248,7 @@ def test_migration_puts_existing_tasks_in_an_inbox_in_creation_order(database_ur
         assert {task.list_id for task in anns} == {inboxes["ann"].id}
         assert [task.path for task in anns] == [f"h0000000{n}." for n in range(3)]
         assert sorted(tag.tag for tag in TaskTag.select()) == ["b", "c", "x"]
+        assert all(task.due_key == task.due_at is not None for task in Task.select())  # 0008
         client = app.test_client()
         token = client.post(
             "/api/auth/signup", json={"email": "new@x.io", "password": "p4ss-w0rd-ok"}
