@@ -5,7 +5,7 @@ of that day in its user's time zone: the first moment of the next day there. `du
 that instant either way, so that due_before, due_after, overdue and sort=due_at treat both
 kinds alike; a user's new time zone moves the keys of their all-day tasks."""
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -25,7 +25,10 @@ def is_time_zone(name):
 
 def end_of_day(day, time_zone):
     """The instant a day ends in a time zone: the next day's first moment there (at a
-    daylight-saving change that skips midnight, the first moment that exists)."""
+    daylight-saving change that skips midnight, the first moment that exists). The last day
+    there is (9999-12-31) ends at the last moment there is."""
+    if day == date.max:
+        return datetime.max.replace(tzinfo=UTC)
     next_day = datetime.combine(day + timedelta(days=1), time(), tzinfo=ZoneInfo(time_zone))
     return next_day.astimezone(UTC)
 

@@ -31,6 +31,7 @@ def titles(client, user, query):
         (date(2026, 3, 29), "Europe/Berlin", "2026-03-29T22:00:00+00:00"),  # a 23-hour day
         (date(2026, 10, 25), "Europe/Berlin", "2026-10-25T23:00:00+00:00"),  # a 25-hour day
         (date(2026, 9, 5), "America/Santiago", "2026-09-06T04:00:00+00:00"),  # no midnight next
+        (date(9999, 12, 31), "Europe/Berlin", "9999-12-31T23:59:59.999999+00:00"),
     ],
 )
 def test_a_day_ends_at_the_next_days_first_moment_there(day, zone, end):
@@ -54,6 +55,22 @@ def test_an_unknown_time_zone_is_422(client, alice, name):
 def test_an_all_day_task_has_a_day_and_no_instant(auth, alice):
     task = auth.create_task(alice, due_date="2026-12-01")
     assert (task["due_date"], task["due_at"]) == ("2026-12-01", None)
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_the_first_and_last_days_are_due_dates_too(client, auth, alice, day):
+    set_time_zone(client, alice, "Pacific/Kiritimati")
+    auth.create_task(alice, title=day, due_date=day)
+    set_time_zone(client, alice, "Etc/GMT+12")
+    assert titles(client, alice, "sort=due_at") == [day]
+
+
+@pytest.mark.parametrize("day", ["2026-02-30", "0000-01-01", "10000-01-01", "2026-12-01T00:00:00"])
+def test_a_day_that_is_not_one_is_422(client, alice, day):
+    answer = client.post(
+        alice.tasks_url, json={"title": "t", "due_date": day}, headers=alice.headers
+    )
+    assert answer.status_code == 422 and answer.json["errors"]["json"]["due_date"]
 
 
 def test_both_kinds_of_due_at_once_is_422(client, alice):
