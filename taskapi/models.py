@@ -144,8 +144,13 @@ class Task(BaseModel):
 
     @classmethod
     def of(cls, user_id, *fields):
-        """The user's live tasks: tombstones are invisible unless asked for."""
-        return cls.select(*fields).where(cls.user == user_id, cls.deleted_at.is_null())
+        """The user's live tasks: tombstones are invisible unless asked for. Without `fields`,
+        all but due_key, which only filters and sorts read (a page skips reading it)."""
+        live = [cls.user == user_id, cls.deleted_at.is_null()]
+        return cls.select(*(fields or cls.READ)).where(*live)
+
+
+Task.READ = [field for field in Task._meta.sorted_fields if field is not Task.due_key]
 
 
 class TaskTag(BaseModel):

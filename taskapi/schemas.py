@@ -368,7 +368,9 @@ class TaskQueryArgsSchema(SyncArgsSchema):
     )
     list_id = row_id(strict=False, metadata={"description": "This list's tasks, subtasks too"})
     parent_id = row_id(strict=False, metadata={"description": "The subtasks right under this task"})
-    overdue = QueryBoolean(metadata={"description": "Open tasks whose due has passed (or not)"})
+    overdue = QueryBoolean(
+        metadata={"description": "true: open tasks whose due has passed; false: all the others"}
+    )
 
     @validates_schema
     def position_needs_a_list(self, data, **kwargs):

@@ -278,7 +278,7 @@ def get_tasks(args):
     if args["include_deleted"]:
         retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
         kept = Task.deleted_at.is_null() | (Task.deleted_at > utcnow() - retention)
-        query = Task.select().where(Task.user == g.user.id, kept)
+        query = Task.select(*Task.READ).where(Task.user == g.user.id, kept)
     else:
         query = Task.of(g.user.id)
     conditions = [FILTERS[name](value) for name, value in args.items() if name in FILTERS]
@@ -364,8 +364,16 @@ def if_match(task_id):
 
 
 def update_task(task_id, fields):
+    if fields.get("due_date") is None:
+        return write_task(task_id, fields)
+    with database.atomic():  # its key needs the time zone as it is (see dates.get_time_zone)
+        ordering.lock_user()
+        return write_task(task_id, fields)
+
+
+def write_task(task_id, fields):
     now = utcnow()
-    values = {**fields, **due_values(fields, g.user.time_zone), "updated_at": now}
+    values = {**fields, **due_values(fields), "updated_at": now}
     if "completed" in fields:
         values["completed_at"] = get_completion_time(fields["completed"], now)
     conditions = [*mine(), Task.id == task_id, *if_match(task_id)]
@@ -390,7 +398,7 @@ def create_task(fields, key):
             ordering.lock_user()
             place = ordering.place_new_task(fields.pop("list_id"), fields.pop("parent_id"))
             completed_at = utcnow() if fields["completed"] else None
-            fields |= place | due_values(fields, g.user.time_zone)
+            fields |= place | due_values(fields)
             task = Task.create(user=g.user.id, completed_at=completed_at, **fields)
             if key:
                 response = json.dumps(TaskSchema().dump(task))

@@ -198,7 +198,8 @@ def take_over(holder, user_id, **fields):
         )
         if not released.execute():
             return User.get_or_none(User.id == user_id)
-        User.insert(id=user_id, email=holder.email, email_verified=True, **fields).execute()
+        taken = {"email": holder.email, "email_verified": True, "time_zone": holder.time_zone}
+        User.insert(id=user_id, **taken, **fields).execute()  # due_keys stay right: same zone
         TaskList.delete().where(TaskList.user == user_id).execute()  # holder's inbox comes instead
         for model in (TaskList, Task, TaskTag, IdempotencyKey):
             model.update(user=user_id).where(model.user == holder.id).execute()

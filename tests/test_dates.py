@@ -5,6 +5,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from taskapi.dates import end_of_day
+from taskapi.models import Task, User
+
+from .test_accounts import squat
+from .test_auth import bearer, mint
 
 
 @pytest.fixture
@@ -31,7 +35,8 @@ def titles(client, user, query):
         (date(2026, 3, 29), "Europe/Berlin", "2026-03-29T22:00:00+00:00"),  # a 23-hour day
         (date(2026, 10, 25), "Europe/Berlin", "2026-10-25T23:00:00+00:00"),  # a 25-hour day
         (date(2026, 9, 5), "America/Santiago", "2026-09-06T04:00:00+00:00"),  # no midnight next
-        (date(9999, 12, 31), "Europe/Berlin", "9999-12-31T23:59:59.999999+00:00"),
+        (date(9999, 12, 31), "Europe/Berlin", "9999-12-31T23:00:00+00:00"),
+        (date(9999, 12, 31), "Etc/GMT+12", "9999-12-31T23:59:59.999999+00:00"),  # past the end
     ],
 )
 def test_a_day_ends_at_the_next_days_first_moment_there(day, zone, end):
@@ -45,7 +50,10 @@ def test_a_user_sets_an_iana_time_zone(client, alice):
     assert client.get("/api/auth/me", headers=alice.headers).json["time_zone"] == "Europe/Berlin"
 
 
-@pytest.mark.parametrize("name", ["Mars/Olympus", "", "europe/berlin", "../../etc/passwd", 5])
+BAD_ZONES = ["Mars/Olympus", "", "europe/berlin", "../../etc/passwd", "localtime", "posixrules", 5]
+
+
+@pytest.mark.parametrize("name", BAD_ZONES)
 def test_an_unknown_time_zone_is_422(client, alice, name):
     answer = set_time_zone(client, alice, name)
     assert answer.status_code == 422 and answer.json["errors"]["json"]["time_zone"]
@@ -134,3 +142,26 @@ def test_overdue_counts_all_day_tasks_by_the_end_of_their_day(client, auth, alic
     auth.create_task(alice, title="no due")
     assert sorted(titles(client, alice, "overdue=true")) == ["past day", "past instant"]
     assert sorted(titles(client, alice, "overdue=false")) == ["done", "future", "no due"]
+
+
+def check_keys(app):
+    """What is stored: every task's due_key is its due_at, or the end of its due_date's day in
+    its user's time zone as the user's row says now."""
+    with app.app_context():
+        zones = {user.id: user.time_zone for user in User.select()}
+        for task in Task.select():
+            expected = task.due_at
+            if task.due_date is not None:
+                expected = end_of_day(task.due_date, zones[task.user_id])
+            assert task.due_key == expected, (task.title, task.due_key, expected)
+
+
+def test_an_account_taken_over_keeps_its_time_zone_and_its_tasks_keys(client, app):
+    squatter = squat(client, app)
+    headers = bearer(squatter["access_token"])
+    client.patch("/api/auth/me", json={"time_zone": "Asia/Tokyo"}, headers=headers)
+    url = f"/api/users/{squatter['user']['id']}/tasks"
+    client.post(url, json={"title": "all day", "due_date": "2026-12-01"}, headers=headers)
+    owner = bearer(mint(sub="ba-owner", email="owner@example.com", emailVerified=True))
+    assert client.get("/api/auth/me", headers=owner).json["time_zone"] == "Asia/Tokyo"
+    check_keys(app)

@@ -12,6 +12,7 @@ from taskapi.models import Task, User
 from taskapi.verification import RESET, create_token
 
 from .test_auth import mint
+from .test_dates import check_keys
 
 
 def in_parallel(count, work):
@@ -298,3 +299,25 @@ def test_bulk_updates_moves_and_deletes_at_once_never_answer_5xx(start_server):
 
     answers = in_parallel(45, act)
     assert all(answer.status_code < 500 for answer in answers), [a.text for a in answers]
+
+
+def test_all_day_writes_racing_a_time_zone_change_keep_their_keys(start_server, app):
+    """Writes of all-day tasks at once with changes of the user's time zone, ten rounds on two
+    processes: every stored due_key is still the end of its day in the zone the user has."""
+    server = start_server("--workers=2", RATELIMIT_ENABLED="false")
+    session, tasks_url, _ = start_lists_user(server, "zones@x.io")
+    me_url = f"{server.url}/api/auth/me"
+    ids = [
+        session.post(tasks_url, json={"title": f"{n}"}, timeout=30).json()["id"] for n in range(8)
+    ]
+    for round in range(10):
+
+        def act(number, round=round):
+            if number == 8:
+                zone = ("Asia/Tokyo", "America/New_York")[round % 2]
+                return session.patch(me_url, json={"time_zone": zone}, timeout=30)
+            body = {"due_date": f"2026-12-{number + 1:02d}"}
+            return session.patch(f"{tasks_url}/{ids[number]}", json=body, timeout=30)
+
+        assert {answer.status_code for answer in in_parallel(9, act)} == {200}
+        check_keys(app)
