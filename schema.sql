@@ -73,7 +73,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     due_date     DATE,
     -- When the task is due: due_at, or the end of due_date in the user's time zone. Kept by
     -- the app (taskapi/dates.py), so that filters and sort=due_at treat both kinds alike.
-    due_key      TIMESTAMP WITH TIME ZONE
+    due_key      TIMESTAMP WITH TIME ZONE,
+    -- null, or {"rule": "<RFC 5545 RRULE>", "from": "due" | "completion"} as JSON: completing
+    -- the task moves its due to the next occurrence (taskapi/recurrence.py).
+    recurrence   TEXT
 );
 
 -- Serves the list query: one user's tasks, newest first (id breaks ties for stable pages).
@@ -88,6 +91,18 @@ CREATE INDEX IF NOT EXISTS tasks_list_id_path_idx ON tasks (list_id, path, id);
 CREATE INDEX IF NOT EXISTS tasks_parent_id_idx ON tasks (parent_id) WHERE parent_id IS NOT NULL;
 -- Finds tombstones past their retention.
 CREATE INDEX IF NOT EXISTS tasks_deleted_at_idx ON tasks (deleted_at) WHERE deleted_at IS NOT NULL;
+
+-- The completions of a recurring task that moved it on to its next occurrence.
+CREATE TABLE IF NOT EXISTS task_completions (
+    id           BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id      BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    completed_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    -- The due it was completed for: one of the two, as the task had it then.
+    due_at       TIMESTAMP WITH TIME ZONE,
+    due_date     DATE
+);
+
+CREATE INDEX IF NOT EXISTS task_completions_task_id_idx ON task_completions (task_id, completed_at DESC, id DESC);
 
 CREATE TABLE IF NOT EXISTS task_tags (
     task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,

@@ -61,7 +61,7 @@ class PriorityField(SmallIntegerField):
         return PRIORITIES[value] if value is not None else value
 
 
-class JSONListField(TextField):
+class JSONField(TextField):
     def db_value(self, value):
         return json.dumps(value) if value is not None else value
 
@@ -129,7 +129,7 @@ class Task(BaseModel):
     updated_at = TimestampField(default=utcnow)
     priority = PriorityField(default="none")
     due_at = TimestampField(null=True)
-    tags = JSONListField(default=list)
+    tags = JSONField(default=list)
     completed_at = TimestampField(null=True)
     deleted_at = TimestampField(null=True)
     task_list = ForeignKeyField(TaskList, column_name="list_id", on_delete="CASCADE")
@@ -138,6 +138,7 @@ class Task(BaseModel):
     path = TextField()  # its place in its list's display order (see positions.py)
     due_date = DateField(null=True)
     due_key = TimestampField(null=True)  # when it is due, either kind (see dates.py)
+    recurrence = JSONField(null=True)  # {"rule", "from"} (see recurrence.py)
 
     class Meta:
         table_name = "tasks"
@@ -151,6 +152,19 @@ class Task(BaseModel):
 
 
 Task.READ = [field for field in Task._meta.sorted_fields if field is not Task.due_key]
+
+
+class TaskCompletion(BaseModel):
+    """A completion of a recurring task that moved it on to its next occurrence."""
+
+    id = BigAutoField()
+    task = ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE")
+    completed_at = TimestampField()
+    due_at = TimestampField(null=True)
+    due_date = DateField(null=True)
+
+    class Meta:
+        table_name = "task_completions"
 
 
 class TaskTag(BaseModel):
