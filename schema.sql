@@ -92,7 +92,7 @@ CREATE INDEX IF NOT EXISTS tasks_parent_id_idx ON tasks (parent_id) WHERE parent
 -- Finds tombstones past their retention.
 CREATE INDEX IF NOT EXISTS tasks_deleted_at_idx ON tasks (deleted_at) WHERE deleted_at IS NOT NULL;
 
--- The completions of a recurring task that moved it on to its next occurrence.
+-- Each completion of a task, with the due it had then (a recurring task moves on after it).
 CREATE TABLE IF NOT EXISTS task_completions (
     id           BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     task_id      BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,

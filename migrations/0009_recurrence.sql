@@ -1,5 +1,5 @@
 -- Recurring tasks (taskapi/recurrence.py). A recurring task stays one row: completing it moves
--- its due to the next occurrence, and task_completions keeps each completion that did so.
+-- its due to the next occurrence. task_completions keeps each completion of every task.
 
 -- null, or {"rule": "<RFC 5545 RRULE>", "from": "due" | "completion"} as JSON.
 ALTER TABLE tasks ADD COLUMN recurrence TEXT;

@@ -154,11 +154,11 @@ class Task(BaseModel):
 Task.READ = [field for field in Task._meta.sorted_fields if field is not Task.due_key]
 
 
-class TaskCompletion(BaseModel):
-    """A completion of a recurring task that moved it on to its next occurrence."""
+class Completion(BaseModel):
+    """A task's completion, with the due it had (a recurring task's moved on after it)."""
 
     id = BigAutoField()
-    task = ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE")
+    task = ForeignKeyField(Task, column_name="task_id", backref="completions", on_delete="CASCADE")
     completed_at = TimestampField()
     due_at = TimestampField(null=True)
     due_date = DateField(null=True)

@@ -16,6 +16,7 @@ from marshmallow import (
 
 from .dates import is_time_zone
 from .models import PRIORITIES, Task
+from .recurrence import RuleError, get_parts
 
 BIGINT_MAX = 2**63 - 1  # the largest task id either database can hold
 COLOR = "Must be a colour as #rrggbb."
@@ -193,6 +194,42 @@ class AcceptedSchema(Schema):
     message = fields.String(required=True)
 
 
+RULE = (
+    "An RFC 5545 RRULE's parts: FREQ (HOURLY to YEARLY), INTERVAL, COUNT, UNTIL, BYDAY, "
+    "BYMONTHDAY, BYMONTH, BYSETPOS, BYHOUR, BYMINUTE (one), WKST. Occurrences are on the wall "
+    "clock of the user's time zone. The current due is the first occurrence: a COUNT counts "
+    "down as occurrences pass. UNTIL is a date for an all-day task, a UTC time (...Z) otherwise."
+)
+
+
+def is_rule(text):
+    try:
+        get_parts(text)
+    except RuleError as error:
+        raise ValidationError(str(error)) from None
+
+
+RecurrenceSchema = Schema.from_dict(
+    {
+        "rule": Text(
+            required=True,
+            validate=[validate.Length(max=500), is_rule],
+            metadata={"description": RULE, "example": "FREQ=WEEKLY;BYDAY=MO,WE"},
+        ),
+        "from": fields.String(
+            load_default="due",
+            validate=validate.OneOf(["due", "completion"]),
+            metadata={
+                "description": "Completing moves the due to the rule's next occurrence after "
+                "the due and the moment of completion (due), or counted from that moment "
+                "(completion)."
+            },
+        ),
+    },
+    name="RecurrenceSchema",
+)
+
+
 class TaskSchema(Schema):
     id = fields.Integer(dump_only=True)
     user_id = fields.String(dump_only=True)
@@ -227,6 +264,12 @@ class TaskSchema(Schema):
         dump_only=True, allow_none=True, metadata={"description": "Changed by a move only."}
     )
     position = fields.String(dump_only=True, metadata={"description": POSITION})
+    recurrence = fields.Nested(
+        RecurrenceSchema,
+        allow_none=True,
+        load_default=None,
+        metadata={"description": "Null, or how the task repeats; it needs a due."},
+    )
 
     @validates_schema
     def one_kind_of_due(self, task, **kwargs):
@@ -267,6 +310,12 @@ class TaskSchema(Schema):
             if task[name] is not None:
                 task[name] = task[name].isoformat()
         return task
+
+
+class TaskCompletionSchema(Schema):
+    completed_at = fields.AwareDateTime(dump_only=True)
+    due_at = fields.AwareDateTime(dump_only=True, allow_none=True)
+    due_date = fields.Date(dump_only=True, allow_none=True)
 
 
 def row_id(strict=True, **kwargs):

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from contextlib import contextmanager
 from datetime import timedelta
 
 from flask import current_app, g, request, url_for
@@ -9,11 +10,11 @@ from flask.views import MethodView
 from peewee import SQL, Case, IntegrityError, fn
 from werkzeug.http import quote_etag
 
-from . import ordering
+from . import ordering, recurrence
 from .api import Blueprint, abort
-from .dates import due_values
+from .dates import due_values, get_time_zone
 from .db import Prepared, Slot, database
-from .models import TASK_BY_ID, IdempotencyKey, Task, TaskList, TaskTag, utcnow
+from .models import TASK_BY_ID, Completion, IdempotencyKey, Task, TaskList, TaskTag, utcnow
 from .schemas import (
     BIGINT_MAX,
     DEFAULT_SORT,
@@ -21,6 +22,7 @@ from .schemas import (
     DeletedSchema,
     TaskBulkDeleteArgsSchema,
     TaskBulkUpdateSchema,
+    TaskCompletionSchema,
     TaskCreateSchema,
     TaskMoveSchema,
     TaskPatchSchema,
@@ -40,7 +42,9 @@ TASK_ID = f"<int(min=1, max={BIGINT_MAX}):task_id>"  # anything else is 404
 NOT_FOUND = "Task not found."
 STALE = "The task changed since you read it (its ETag no longer matches); fetch it again."
 KEY_LIFETIME = timedelta(hours=24)
-LATER = {"list_id", "parent_id", "due_date"}  # fields a task gained after the first release
+LATER = {"list_id", "parent_id", "due_date", "recurrence"}  # fields newer than the first release
+# What a recurrence constrains: a write of one of these to a recurring task takes the long way.
+RECURRING = {"completed", "due_at", "due_date", "recurrence"}
 COUNT_ALL = fn.COUNT(SQL("*"))
 # sort=position (with list_id) is the list as it is shown: by path, each task before its
 # subtasks; sort=due_at orders all-day tasks and the others together (see dates.py).
@@ -126,16 +130,21 @@ class Tasks(MethodView):
     def patch(self, fields, user_id):
         """Mark several tasks completed or not: all of them, or none if one is missing."""
         ids = set(fields["ids"])
+        aimed = get_occurrences(ids)  # the occurrences these complete, as they were before waiting
         with database.atomic():
             ordering.lock_user()  # several rows, in any order: writers of this user wait in turn
             now = utcnow()
+            moving = get_recurring(ids, fields)
+            recurring = [write_planned(task, {"completed": True}, aimed, now) for task in moving]
             values = {"completed": fields["completed"], "updated_at": now}
             values["completed_at"] = get_completion_time(fields["completed"], now)
-            query = Task.update(**values).where(*mine(), Task.id.in_(ids)).returning(Task)
-            tasks = sorted(query.execute(), key=lambda task: task.id)
+            plain = [*mine(), Task.id.in_(ids - {task.id for task in recurring})]
+            others = list(Task.update(**values).where(*plain).returning(Task).execute())
+            tasks = sorted([*recurring, *others], key=lambda task: task.id)
             if len(tasks) < len(ids):
                 missing = sorted(ids - {task.id for task in tasks})
                 abort(404, message=f"Tasks not found, none changed: {missing}")
+            record_completions(others, now)
         return tasks
 
     @blp.arguments(TaskBulkDeleteArgsSchema(), location="query")
@@ -217,6 +226,21 @@ class TaskMove(MethodView):
             ordering.lock_user()
             task = ordering.move_task(get_task(task_id), fields)
         return task, {"ETag": quote_etag(get_etag(task))}
+
+
+@blp.route(f"/{TASK_ID}/completions")
+class TaskCompletions(MethodView):
+    @blp.response(200, TaskCompletionSchema(many=True))
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.paginate(page_size=100, max_page_size=500)
+    def get(self, user_id, task_id, pagination_parameters):
+        """A task's completions, newest first: each time it was completed, with the due it
+        had then (a recurring task's due moved on after each)."""
+        get_task(task_id)
+        query = Completion.select().where(Completion.task == task_id)
+        pagination_parameters.item_count = query.count()
+        newest = query.order_by(Completion.completed_at.desc(), Completion.id.desc())
+        return newest.paginate(pagination_parameters.page, pagination_parameters.page_size)
 
 
 def delete_subtasks(parents, now):
@@ -364,24 +388,124 @@ def if_match(task_id):
 
 
 def update_task(task_id, fields):
-    if fields.get("due_date") is None:
-        return write_task(task_id, fields)
-    with database.atomic():  # its key needs the time zone as it is (see dates.get_time_zone)
-        ordering.lock_user()
-        return write_task(task_id, fields)
+    """A write of `fields`; one that a recurrence constrains, to a task that has or gets one,
+    takes the long way (write_recurring). A completion first reads the occurrence it
+    completes, before any write of it can wait for another's."""
+    aimed = get_occurrences([task_id]) if may_complete(fields) else {}
+    recurring = fields.get("recurrence") or aimed.get(task_id, {}).get("recurrence")
+    only = [Task.recurrence.is_null()] if fields.keys() & RECURRING else []
+    task = not recurring and write_plain(task_id, fields, only)
+    if not task and only:
+        task = write_recurring(task_id, fields, aimed or get_occurrences([task_id]))
+    if not task:
+        abort_missing()
+    return task, {"ETag": quote_etag(get_etag(task))}
 
 
-def write_task(task_id, fields):
+def write_plain(task_id, fields, only):
+    if fields.get("due_date") is not None:  # its key needs the time zone as it is (see dates)
+        with database.atomic():
+            ordering.lock_user()
+            return write_task(task_id, fields, only)
+    if may_complete(fields):  # with its record (see record_completions)
+        with database.atomic():
+            return write_task(task_id, fields, only)
+    return write_task(task_id, fields, only)
+
+
+def write_task(task_id, fields, only):
     now = utcnow()
     values = {**fields, **due_values(fields), "updated_at": now}
     if "completed" in fields:
         values["completed_at"] = get_completion_time(fields["completed"], now)
-    conditions = [*mine(), Task.id == task_id, *if_match(task_id)]
+    conditions = [*mine(), Task.id == task_id, *only, *if_match(task_id)]
     # One statement: the database's triggers rewrite task_tags if the tags changed.
     task = next(iter(Task.update(**values).where(*conditions).returning(Task).execute()), None)
-    if task is None:
-        abort_missing()
-    return task, {"ETag": quote_etag(get_etag(task))}
+    if task is not None and may_complete(fields):
+        record_completions([task], now)
+    return task
+
+
+def write_recurring(task_id, fields, aimed):
+    """A write to a recurring task, or one that makes a task recurring, under the user's lock.
+    `aimed` is the occurrence as this request read it before waiting for the lock: of several
+    requests that complete the same occurrence at once, the first moves the task on, and the
+    others find it moved and complete nothing (see is_repeat)."""
+    with database.atomic():
+        ordering.lock_user()
+        only = if_match(task_id)
+        return write_planned(get_task(task_id), fields, aimed, utcnow(), only)
+
+
+def write_planned(task, fields, aimed, now, only=()):
+    """The write, once the lock is held. A completion of an occurrence that was completed
+    already is a repeat: what it says of the due, the rule and completion is dropped."""
+    if is_repeat(task, fields, aimed.get(task.id)):
+        fields = {name: value for name, value in fields.items() if name not in RECURRING}
+    with refusing_bad_rules():
+        planned, completion = recurrence.plan(task, fields, now, get_time_zone())
+    values = {**planned, **due_values(planned), "updated_at": now}
+    if "completed" in planned:
+        values["completed_at"] = get_completion_time(planned["completed"], now)
+    query = Task.update(**values).where(Task.id == task.id, *only).returning(Task)
+    written = next(iter(query.execute()), None)
+    if written is not None and completion is not None:
+        Completion.insert(task=task.id, completed_at=now, **completion).execute()
+    elif written is not None:
+        record_completions([written], now)
+    return written
+
+
+OCCURRENCE = [Task.due_at, Task.due_date, Task.recurrence]
+
+
+def get_occurrences(ids):
+    """The occurrences the tasks are at now, by id."""
+    found = Task.of(g.user.id, Task.id, *OCCURRENCE).where(Task.id.in_(ids))
+    return {task.id: get_occurrence(task) for task in found}
+
+
+def get_occurrence(task):
+    return {field.name: getattr(task, field.name) for field in OCCURRENCE}
+
+
+def may_complete(fields):
+    """True, or a toggle (see TaskCompletion)."""
+    return fields.get("completed", False) is not False
+
+
+def is_repeat(task, fields, was):
+    """Whether a write completes an occurrence of a recurring task that is completed: another
+    request moved the task on since this one read it, or it sends back a completed due."""
+    if not may_complete(fields) or task.completed or task.recurrence is None:
+        return False
+    if was != get_occurrence(task):
+        return True
+    sent, done = fields.get("due_at"), Completion.due_at
+    if sent is None:
+        sent, done = fields.get("due_date"), Completion.due_date
+    if sent is None or sent in (task.due_at, task.due_date):
+        return False
+    return task.completions.where(done == sent).exists()
+
+
+def get_recurring(ids, fields):
+    """Of the tasks a bulk write completes, the recurring ones (they move on instead)."""
+    if fields["completed"] is not True:
+        return []
+    recurring = [Task.id.in_(ids), Task.recurrence.is_null(False), ~Task.completed]
+    return list(Task.of(g.user.id).where(*recurring))
+
+
+def record_completions(tasks, now):
+    """Each task completed by this write (its completed_at is now) gets its record."""
+    done = [task for task in tasks if task.completed and task.completed_at == now]
+    if done:
+        Completion.insert_many([get_record(task, now) for task in done]).execute()
+
+
+def get_record(task, now):
+    return {"task": task.id, "completed_at": now, "due_at": task.due_at, "due_date": task.due_date}
 
 
 def create_task(fields, key):
@@ -399,6 +523,7 @@ def create_task(fields, key):
             place = ordering.place_new_task(fields.pop("list_id"), fields.pop("parent_id"))
             completed_at = utcnow() if fields["completed"] else None
             fields |= place | due_values(fields)
+            check_recurrence(fields)
             task = Task.create(user=g.user.id, completed_at=completed_at, **fields)
             if key:
                 response = json.dumps(TaskSchema().dump(task))
@@ -411,6 +536,24 @@ def create_task(fields, key):
     if earlier.request_hash != request_hash:
         abort(422, message="This Idempotency-Key was already used with a different body.")
     return earlier.response
+
+
+def check_recurrence(fields):
+    """422 unless a new task's recurrence can run from its due."""
+    if fields.get("recurrence") is None:
+        return
+    repeat = fields["recurrence"] = {"from": "due", **fields["recurrence"]}
+    with refusing_bad_rules():
+        recurrence.check(repeat, fields["due_at"], fields["due_date"], get_time_zone())
+
+
+@contextmanager
+def refusing_bad_rules():
+    """A recurrence that cannot run is the client's to fix: 422."""
+    try:
+        yield
+    except recurrence.RuleError as error:
+        abort(422, errors={"json": {"recurrence": [str(error)]}})
 
 
 def this_key(key):

@@ -24,11 +24,11 @@ from taskapi.db import (
     upgrade,
 )
 from taskapi.models import (
+    Completion,
     DeletedUser,
     IdempotencyKey,
     RateLimit,
     Task,
-    TaskCompletion,
     TaskList,
     TaskTag,
     User,
@@ -51,7 +51,7 @@ TABLES = [
     "users",
     "schema_migrations",
 ]
-MODELS = [User, TaskList, Task, TaskCompletion, TaskTag, IdempotencyKey, DeletedUser, RateLimit]
+MODELS = [User, TaskList, Task, Completion, TaskTag, IdempotencyKey, DeletedUser, RateLimit]
 # information_schema's name for each peewee column type used by the models.
 POSTGRES_TYPES = {
     "BIGAUTO": "bigint",

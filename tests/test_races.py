@@ -1,13 +1,17 @@
 """Concurrent clients against a real waitress server: the database decides, nothing breaks."""
 
+import functools
 import json
 import random
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 import requests
 
+from taskapi.db import database
 from taskapi.models import Task, User
 from taskapi.verification import RESET, create_token
 
@@ -321,3 +325,55 @@ def test_all_day_writes_racing_a_time_zone_change_keep_their_keys(start_server, 
 
         assert {answer.status_code for answer in in_parallel(9, act)} == {200}
         check_keys(app)
+
+
+def complete_by_route(session, url, put_body, number):
+    """A completion by one of three routes: PATCH, bulk PATCH, PUT of what was read."""
+    if number % 3 == 0:
+        return session.patch(url, json={"completed": True}, timeout=30)
+    if number % 3 == 1:
+        tasks_url, task_id = url.rsplit("/", 1)
+        body = {"ids": [int(task_id)], "completed": True}
+        return session.patch(tasks_url, json=body, timeout=30)
+    return session.put(url, json={**put_body, "completed": True}, timeout=30)
+
+
+def test_racing_completions_never_complete_one_occurrence_twice(start_server, app):
+    """Ten completions at once, by three routes on two processes, five rounds: the ones that
+    read the same occurrence move the task on once. Each recorded completion is of another
+    occurrence, and the task is due at the occurrence after the last one completed."""
+    server = start_server("--workers=2", RATELIMIT_ENABLED="false")
+    session, tasks_url, _ = start_lists_user(server, "repeat@x.io")
+    weekly = {"rule": "FREQ=WEEKLY;BYDAY=MO", "from": "due"}
+    body = {"title": "Team meeting", "due_at": "2030-01-07T09:00:00+00:00", "recurrence": weekly}
+    url = f"{tasks_url}/{session.post(tasks_url, json=body, timeout=30).json()['id']}"
+    for _ in range(5):
+        put_body = {**body, "due_at": session.get(url, timeout=30).json()["due_at"]}
+        answers = in_parallel(10, functools.partial(complete_by_route, session, url, put_body))
+        assert {answer.status_code for answer in answers} == {200}, [a.text for a in answers]
+        done = [row["due_at"] for row in session.get(f"{url}/completions", timeout=30).json()]
+        assert len(done) == len(set(done)), done
+        task = session.get(url, timeout=30).json()
+        next_monday = (datetime.fromisoformat(done[0]) + timedelta(weeks=1)).isoformat()
+        assert (task["completed"], task["due_at"]) == (False, next_monday)
+
+
+def test_completions_waiting_for_one_another_complete_the_occurrence_they_read(start_server, app):
+    """Five completions of one occurrence read it, then wait for the user's lock (held here
+    until they all wait): the first moves the task on, the others complete nothing. (Five:
+    each process has as many threads, so all five read before the lock goes, however the two
+    processes share them.)"""
+    server = start_server("--workers=2", RATELIMIT_ENABLED="false")
+    session, tasks_url, _ = start_lists_user(server, "waiting@x.io")
+    weekly = {"rule": "FREQ=WEEKLY;BYDAY=MO", "from": "due"}
+    body = {"title": "Team meeting", "due_at": "2030-01-07T09:00:00+00:00", "recurrence": weekly}
+    task = session.post(tasks_url, json=body, timeout=30).json()
+    url = f"{tasks_url}/{task['id']}"
+    with ThreadPoolExecutor(max_workers=5) as pool, app.app_context(), database.atomic():
+        User.update(task_count=User.task_count).where(User.id == task["user_id"]).execute()
+        answers = [pool.submit(complete_by_route, session, url, body, n % 2) for n in range(5)]
+        time.sleep(1.5)  # they read the task and wait for the lock
+        assert not any(answer.done() for answer in answers)
+    assert {answer.result().status_code for answer in answers} == {200}
+    assert session.get(url, timeout=30).json()["due_at"] == "2030-01-14T09:00:00+00:00"
+    assert len(session.get(f"{url}/completions", timeout=30).json()) == 1

@@ -221,6 +221,16 @@ def test_task_routes_work_across_origins(call, api, origins, name):
     assert (completed["status"], completed["body"][0]["completed"]) == (200, True)
     cleared = call("DELETE", f"{tasks}?completed=true", token)
     assert (cleared["status"], cleared["body"]) == (200, {"deleted": 1})
+    done = call("GET", f"{tasks}/{other}/completions", token)
+    assert done["status"] == 404  # a cleared task is a tombstone
+
+    weekly = {"title": "Stand-up", "due_at": "2030-01-07T09:00:00Z"}
+    weekly["recurrence"] = {"rule": "FREQ=WEEKLY;BYDAY=MO", "from": "due"}
+    repeating = f"{tasks}/{call('POST', tasks, token, weekly)['body']['id']}"
+    moved = call("PATCH", f"{repeating}/complete", token)
+    assert (moved["status"], moved["body"]["due_at"]) == (200, "2030-01-14T09:00:00+00:00")
+    done = call("GET", f"{repeating}/completions", token)
+    assert (done["status"], done["body"][0]["due_at"]) == (200, "2030-01-07T09:00:00+00:00")
 
     route = LAYOUTS[name]
     assert get_preflighted_routes(api.requests[start:], origins[0], user_id) == {
@@ -228,6 +238,7 @@ def test_task_routes_work_across_origins(call, api, origins, name):
         *[(method, route) for method in ("GET", "POST", "PATCH", "DELETE")],
         *[(method, f"{route}/{{task_id}}") for method in ("GET", "PUT", "PATCH", "DELETE")],
         ("PATCH", f"{route}/{{task_id}}/complete"),
+        ("GET", f"{route}/{{task_id}}/completions"),
     }
 
 
