@@ -172,19 +172,38 @@ CREATE TABLE IF NOT EXISTS email_tokens (
 
 CREATE INDEX IF NOT EXISTS email_tokens_user_id_idx ON email_tokens (user_id);
 
--- Mail to send (taskapi/mail.py), written in the request that causes it and sent after it by a
--- thread of each server process. A process claims a row by moving send_after past its lease,
--- so two never send the same one; a sent row is deleted.
+-- A user's webhooks (taskapi/webhooks.py): where events are POSTed, signed with the secret.
+-- Before the outbox, whose deliveries to a webhook refer to it.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id         BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    url        TEXT NOT NULL,
+    -- The events it is sent, as a JSON list of names.
+    events     TEXT NOT NULL,
+    -- The key its deliveries are signed with (HMAC-SHA256): kept as it is, as signing needs it.
+    secret     TEXT NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
+CREATE INDEX IF NOT EXISTS webhooks_user_id_idx ON webhooks (user_id);
+
+-- What to deliver (taskapi/delivery.py: mail, webhook calls), written in the request that
+-- causes it and delivered after it by a thread of each server process. A process claims a row
+-- by moving send_after past its lease, so two never deliver the same one; a delivered row is
+-- deleted. A delivery to a webhook goes with it (webhook_id): deleting the webhook, or its
+-- user, drops what is pending.
 CREATE TABLE IF NOT EXISTS outbox (
     id         BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind       TEXT NOT NULL,
     payload    TEXT NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
     send_after DOUBLE PRECISION NOT NULL,
-    created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    webhook_id BIGINT REFERENCES webhooks (id) ON DELETE CASCADE
 );
 
 CREATE INDEX IF NOT EXISTS outbox_send_after_idx ON outbox (send_after);
+CREATE INDEX IF NOT EXISTS outbox_webhook_id_idx ON outbox (webhook_id);
 
 -- SQLite only: the same live-task counter, with SQLite's triggers.
 CREATE TRIGGER IF NOT EXISTS tasks_count_insert AFTER INSERT ON tasks WHEN NEW.deleted_at IS NULL

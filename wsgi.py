@@ -12,7 +12,7 @@ import sys
 from dotenv import load_dotenv
 from pythonjsonlogger.json import JsonFormatter
 
-from taskapi import create_app, edge, mail
+from taskapi import create_app, delivery, edge
 from taskapi.config import ConfigError
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -113,7 +113,7 @@ def fork_worker(sock, threads):
     signal.signal(signal.SIGTERM, stop_worker)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
-        mail.start_sender(app)  # threads do not survive fork(): each worker starts its own
+        start_delivery()  # threads do not survive fork(): each worker starts its own
         server = edge.create_server(app, threads, sockets=[sock])
         server.print_listen("Serving on http://{}:{}")
         server.run()
@@ -123,6 +123,13 @@ def fork_worker(sock, threads):
         log.exception("worker %d failed", os.getpid())
         os._exit(1)
     os._exit(0)  # never return into the parent's code
+
+
+def start_delivery():
+    """This process's delivery worker: it sends mail and calls webhooks (taskapi/delivery.py)."""
+    if not app.config["SMTP_URL"]:
+        log.warning("SMTP_URL is not set: mail is written to this log instead of being sent")
+    delivery.start_worker(app)
 
 
 def stop_worker(signum, frame):
@@ -135,9 +142,9 @@ def stop_worker(signum, frame):
 if __name__ == "__main__":
     sys.exit(main())
 # Imported rather than run (`flask run`, i.e. `make run`, or another server): this process serves
-# requests itself, so it sends mail too. Run as a script, main() never returns here (sys.exit),
-# and each forked worker starts its own sender.
-mail.start_sender(app)
+# requests itself, so it makes deliveries too. Run as a script, main() never returns here
+# (sys.exit), and each forked worker starts its own delivery worker.
+start_delivery()
 if sys.argv and os.path.basename(sys.argv[0]) in {"waitress-serve", "gunicorn", "uwsgi"}:
     log.warning(
         "%s serves taskapi without its own server settings (body and connection limits, request "

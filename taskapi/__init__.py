@@ -5,7 +5,7 @@ from importlib.resources import files
 
 from flask import Flask
 
-from . import accounts, auth, db, edge, health, lists, sessions, tasks, verification
+from . import accounts, auth, db, edge, health, lists, sessions, tasks, verification, webhooks
 from .api import Api, JSONProvider, add_aliases
 from .config import load_config
 
@@ -25,7 +25,7 @@ def create_app(config=None):
     edge.init_app(app)  # CORS, proxies, rate limits, the password gate: before the token check
     auth.init_app(app)
     local = (accounts.blp, sessions.blp, verification.blp) if app.config["LOCAL_ACCOUNTS"] else ()
-    for blueprint in (*local, auth.blp, tasks.blp, lists.blp, health.blp):
+    for blueprint in (*local, auth.blp, tasks.blp, lists.blp, webhooks.blp, health.blp):
         api.register_blueprint(blueprint)
-    add_aliases(app, [tasks.blp, lists.blp])
+    add_aliases(app, [tasks.blp, lists.blp, webhooks.blp])
     return app

@@ -7,7 +7,7 @@ import uuid
 from flask import g
 from peewee import IntegrityError, fn
 
-from . import mail
+from . import delivery
 from .api import Blueprint, abort
 from .db import database
 from .models import User
@@ -48,7 +48,7 @@ def signup(fields):
     try:
         with database.atomic():
             user = User.create(id=str(uuid.uuid4()), password_hash=password_hash, **fields)
-            mail.queue(VERIFY, user_id=user.id)
+            delivery.queue(VERIFY, user_id=user.id)
     except IntegrityError:
         # The unique index on lower(email) decides, so concurrent sign-ups cannot both win.
         abort(409, message="This email is already registered.")

@@ -74,6 +74,9 @@ def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any
         ),
         "SIGNIN_DEVICE_RATE_LIMIT": read("SIGNIN_DEVICE_RATE_LIMIT", "10/minute", parse_rate_limit),
         "TRUSTED_PROXIES": read("TRUSTED_PROXIES", 0, parse_proxies),
+        # Webhooks to loopback, private and other internal addresses: for tests and closed
+        # networks only (see webhooks.py).
+        "WEBHOOK_ALLOW_PRIVATE": read("WEBHOOK_ALLOW_PRIVATE", False, parse_bool),
     }
     if not environ.get("BETTER_AUTH_SECRET"):
         errors.append(

@@ -247,8 +247,22 @@ class EmailToken(BaseModel):
         table_name = "email_tokens"
 
 
+class Webhook(BaseModel):
+    """Where a user's events are POSTed (see webhooks.py)."""
+
+    id = BigAutoField()
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    url = TextField()
+    events = JSONField()
+    secret = TextField()
+    created_at = TimestampField(default=utcnow)
+
+    class Meta:
+        table_name = "webhooks"
+
+
 class Outbox(BaseModel):
-    """Mail waiting to be sent (see mail.py)."""
+    """A delivery waiting to be made: mail, a webhook call (see delivery.py)."""
 
     id = BigAutoField()
     kind = TextField()
@@ -256,6 +270,7 @@ class Outbox(BaseModel):
     attempts = IntegerField(default=0)
     send_after = DoubleField()  # seconds since the epoch
     created_at = TimestampField(default=utcnow)
+    webhook = ForeignKeyField(Webhook, column_name="webhook_id", null=True, on_delete="CASCADE")
 
     class Meta:
         table_name = "outbox"

@@ -17,7 +17,7 @@ from datetime import timedelta
 from flask import current_app, g
 from peewee import fn
 
-from . import mail
+from . import delivery, mail
 from .api import Blueprint, abort
 from .db import database
 from .models import EmailToken, IdempotencyKey, Task, TaskList, TaskTag, User, utcnow
@@ -52,7 +52,7 @@ BAD_LINK = "This link is invalid, used or expired; ask for a new one."
 def request_password_reset(fields):
     """Mail a link to reset the password: the answer is the same whether the account exists."""
     hit(f"reset:{get_digest(fields['email'])}", current_app.config["SIGNIN_EMAIL_RATE_LIMIT"])
-    mail.queue(RESET, email=fields["email"])  # the same work either way: the sender looks it up
+    delivery.queue(RESET, email=fields["email"])  # the same work either way: the sender looks it up
     return {"message": RESET_SENT}
 
 
@@ -98,7 +98,7 @@ def resend_verification():
     """Mail the signed-in user a new link to verify the email (nothing if it is verified)."""
     hit(f"verify:{get_digest(g.user.id)}", current_app.config["SIGNIN_EMAIL_RATE_LIMIT"])
     if not g.user.email_verified:
-        mail.queue(VERIFY, user_id=g.user.id)
+        delivery.queue(VERIFY, user_id=g.user.id)
     return {"message": VERIFY_SENT}
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from taskapi import mail
+from taskapi import delivery
 from taskapi.models import DeletedUser, Task, User
 
 from .test_auth import bearer, mint, stored_user
@@ -125,7 +125,7 @@ def test_a_proven_account_is_never_taken_by_another_proof(client, app, smtp_serv
     client = app.test_client()
     owner = squat(client, app)
     with app.app_context():
-        mail.send_pending()
+        delivery.send_pending()
     token = smtp_server.inbox.messages[0].get_content().split("?token=")[1].split()[0]
     verify = client.post(
         "/api/auth/verify-email", json={"token": token}, headers=bearer(owner["access_token"])
@@ -154,7 +154,7 @@ def test_a_reset_link_takes_an_email_from_a_frontend_squatter(client, app, smtp_
     assert client.get("/api/auth/me", headers=squatter).status_code == 200
     client.post("/api/auth/password-reset", json={"email": "owner@example.com"})
     with app.app_context():
-        mail.send_pending()
+        delivery.send_pending()
     token = smtp_server.inbox.messages[0].get_content().split("?token=")[1].split()[0]
     body = {"token": token, "new_password": "the owner's own passphrase"}
     assert client.post("/api/auth/password-reset/confirm", json=body).status_code == 204

@@ -27,11 +27,13 @@ from taskapi.models import (
     Completion,
     DeletedUser,
     IdempotencyKey,
+    Outbox,
     RateLimit,
     Task,
     TaskList,
     TaskTag,
     User,
+    Webhook,
 )
 
 from .conftest import SECRET, create_postgres_database
@@ -48,10 +50,12 @@ TABLES = [
     "sessions",
     "email_tokens",
     "outbox",
+    "webhooks",
     "users",
     "schema_migrations",
 ]
 MODELS = [User, TaskList, Task, Completion, TaskTag, IdempotencyKey, DeletedUser, RateLimit]
+MODELS += [Webhook, Outbox]
 # information_schema's name for each peewee column type used by the models.
 POSTGRES_TYPES = {
     "BIGAUTO": "bigint",

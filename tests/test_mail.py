@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from taskapi import mail, verification
+from taskapi import delivery, verification
 from taskapi.models import EmailToken, Outbox, User, utcnow
 from taskapi.tokens import hash_token
 
@@ -32,7 +32,7 @@ def app(make_app, smtp_server):
 
 def send_mail(app):
     with app.app_context():
-        return mail.send_pending()
+        return delivery.send_pending()
 
 
 def get_token(message, url):
@@ -189,13 +189,13 @@ def test_a_failing_mail_server_is_tried_again_later(make_app, smtp_server):
     app.test_client().post("/api/auth/password-reset", json={"email": "x@example.com"})
     with app.app_context():
         User.create(id="u1", email="x@example.com")
-        assert mail.send_pending() == 0
+        assert delivery.send_pending() == 0
         [row] = Outbox.select()
     assert row.attempts == 1 and row.send_after > time.time() + 5
     app.config["SMTP_URL"] = smtp_server.url
     with app.app_context():
         Outbox.update(send_after=0).execute()
-        assert mail.send_pending() == 1
+        assert delivery.send_pending() == 1
     assert smtp_server.inbox.messages[0]["To"] == "x@example.com"
 
 
