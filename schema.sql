@@ -20,7 +20,9 @@ CREATE TABLE IF NOT EXISTS users (
     -- Proven by a link sent to it, or by the frontend's own verdict (taskapi/verification.py).
     email_verified BOOLEAN NOT NULL DEFAULT FALSE,
     -- An IANA name: all-day tasks are due at the end of their day there (taskapi/dates.py).
-    time_zone     TEXT NOT NULL DEFAULT 'UTC'
+    time_zone     TEXT NOT NULL DEFAULT 'UTC',
+    -- Kept by taskapi/webhooks.py: a task write of a user without any looks for none.
+    webhook_count INTEGER NOT NULL DEFAULT 0
 );
 
 -- Emails are stored lowercase; the index makes uniqueness case-insensitive even if one is not.
@@ -76,7 +78,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     due_key      TIMESTAMP WITH TIME ZONE,
     -- null, or {"rule": "<RFC 5545 RRULE>", "from": "due" | "completion"} as JSON: completing
     -- the task moves its due to the next occurrence (taskapi/recurrence.py).
-    recurrence   TEXT
+    recurrence   TEXT,
+    -- null, or up to five reminders as JSON: [{"id", "at" or "before", "fires_at"}]
+    -- (taskapi/reminders.py).
+    reminders    TEXT
 );
 
 -- Serves the list query: one user's tasks, newest first (id breaks ties for stable pages).
@@ -103,6 +108,24 @@ CREATE TABLE IF NOT EXISTS task_completions (
 );
 
 CREATE INDEX IF NOT EXISTS task_completions_task_id_idx ON task_completions (task_id, completed_at DESC, id DESC);
+
+-- The firings of reminders still to come, for the delivery worker (taskapi/reminders.py).
+CREATE TABLE IF NOT EXISTS reminder_firings (
+    id          BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id     BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    reminder_id BIGINT NOT NULL,
+    fires_at    TIMESTAMP WITH TIME ZONE NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS reminder_firings_fires_at_idx ON reminder_firings (fires_at);
+CREATE INDEX IF NOT EXISTS reminder_firings_task_id_idx ON reminder_firings (task_id);
+
+-- A user's calendar feed URL, by its token's SHA-256 (taskapi/calendars.py).
+CREATE TABLE IF NOT EXISTS calendar_feeds (
+    token_hash TEXT NOT NULL PRIMARY KEY,
+    user_id    TEXT NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
 
 CREATE TABLE IF NOT EXISTS task_tags (
     task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,

@@ -5,7 +5,20 @@ from importlib.resources import files
 
 from flask import Flask
 
-from . import accounts, auth, db, edge, health, lists, sessions, tasks, verification, webhooks
+from . import (
+    accounts,
+    auth,
+    calendars,
+    db,
+    edge,
+    health,
+    lists,
+    reminders,
+    sessions,
+    tasks,
+    verification,
+    webhooks,
+)
 from .api import Api, JSONProvider, add_aliases
 from .config import load_config
 
@@ -25,7 +38,8 @@ def create_app(config=None):
     edge.init_app(app)  # CORS, proxies, rate limits, the password gate: before the token check
     auth.init_app(app)
     local = (accounts.blp, sessions.blp, verification.blp) if app.config["LOCAL_ACCOUNTS"] else ()
-    for blueprint in (*local, auth.blp, tasks.blp, lists.blp, webhooks.blp, health.blp):
+    users = [tasks.blp, lists.blp, reminders.blp, webhooks.blp]  # under /api/users/{user_id}
+    for blueprint in (*local, auth.blp, *users, calendars.blp, health.blp):
         api.register_blueprint(blueprint)
-    add_aliases(app, [tasks.blp, lists.blp, webhooks.blp])
+    add_aliases(app, users)
     return app

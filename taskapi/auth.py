@@ -6,6 +6,7 @@ import jwt
 from flask import current_app, g, request
 from marshmallow import ValidationError
 
+from . import reminders
 from .api import Blueprint, abort
 from .dates import move_all_day_tasks
 from .db import database
@@ -42,6 +43,7 @@ PUBLIC = {
     "verification.reset_password",
     "sessions.refresh",
     "health.health",
+    "calendars.Feed",  # its URL is its secret
     "api-docs.openapi_json",
     "api-docs.openapi_swagger_ui",
     "static",
@@ -73,6 +75,7 @@ def update_me(fields):
             User.update(**fields).where(User.id == g.user.id).execute()
         if "time_zone" in fields:
             move_all_day_tasks(g.user.id, fields["time_zone"])
+            reminders.follow_time_zone(g.user.id, fields["time_zone"])
     for name, value in fields.items():
         setattr(g.user, name, value)
     return g.user

@@ -43,6 +43,11 @@ def end_of_day(day, time_zone):
     return datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
 
 
+def get_key(due_at, due_date, time_zone):
+    """When a due of either kind comes (due_key's value)."""
+    return end_of_day(due_date, time_zone) if due_date is not None else due_at
+
+
 def get_time_zone():
     """The user's time zone as it is now. Read it after ordering.lock_user(): a change of
     zone holds the same lock while it moves the keys, so none is computed with the old one."""

@@ -26,7 +26,10 @@ from .models import Outbox
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 120  # longer than any delivery may take (a mail server's or a receiver's timeouts)
+# Longer than a delivery takes (a mail server's or a receiver's timeouts are 20 s and 10 s a
+# step), and short enough that a reminder whose delivery a killed process left half done still
+# arrives within a minute: the next process takes it up once the lease has run out.
+LEASE_SECONDS = 45
 POLL_SECONDS = 5
 DEFAULT_ATTEMPTS = 10  # for a row of a kind this process has no handler for
 wake = threading.Event()

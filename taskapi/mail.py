@@ -45,7 +45,8 @@ def build_message(to, subject, text):
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject
-    message.set_content(text, cte="7bit")  # links stay whole in the raw text (they are ASCII)
+    # Links stay whole in the raw text of ASCII mail; other text (a task's title) is encoded.
+    message.set_content(text, cte="7bit" if text.isascii() else None)
     return message
 
 

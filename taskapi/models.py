@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from peewee import (
     BigAutoField,
+    BigIntegerField,
     BooleanField,
     CompositeKey,
     DateField,
@@ -69,6 +70,16 @@ class JSONField(TextField):
         return json.loads(value) if value is not None else value
 
 
+class RemindersField(JSONField):
+    """A list, stored as null when empty: tasks without reminders are found by IS NULL."""
+
+    def db_value(self, value):
+        return super().db_value(value or None)
+
+    def python_value(self, value):
+        return super().python_value(value) or []
+
+
 class BaseModel(Model):
     class Meta:
         database = database
@@ -83,6 +94,7 @@ class User(BaseModel):
     task_count = IntegerField(default=0)  # kept by the database's triggers; read-only here
     email_verified = BooleanField(default=False)
     time_zone = TextField(default="UTC")
+    webhook_count = IntegerField(default=0)  # kept by webhooks.py; read-only elsewhere
 
     class Meta:
         table_name = "users"
@@ -139,6 +151,7 @@ class Task(BaseModel):
     due_date = DateField(null=True)
     due_key = TimestampField(null=True)  # when it is due, either kind (see dates.py)
     recurrence = JSONField(null=True)  # {"rule", "from"} (see recurrence.py)
+    reminders = RemindersField(null=True)  # [{"id", "at" or "before", "fires_at"}] (reminders.py)
 
     class Meta:
         table_name = "tasks"
@@ -165,6 +178,29 @@ class Completion(BaseModel):
 
     class Meta:
         table_name = "task_completions"
+
+
+class ReminderFiring(BaseModel):
+    """A reminder's firing still to come (see reminders.py)."""
+
+    id = BigAutoField()
+    task = ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE")
+    reminder_id = BigIntegerField()
+    fires_at = TimestampField()
+
+    class Meta:
+        table_name = "reminder_firings"
+
+
+class CalendarFeed(BaseModel):
+    """A user's calendar feed URL, by its token's digest (see calendars.py)."""
+
+    token_hash = TextField(primary_key=True)
+    user = ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    created_at = TimestampField(default=utcnow)
+
+    class Meta:
+        table_name = "calendar_feeds"
 
 
 class TaskTag(BaseModel):

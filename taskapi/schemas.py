@@ -78,6 +78,13 @@ class UTCDateTime(fields.AwareDateTime):
             raise ValidationError("Out of range: years 1 to 9999, in UTC.") from None
 
 
+class StoredDateTime(UTCDateTime):
+    """A time that a JSON column keeps as its ISO text: dumped as it is kept."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value if isinstance(value, str) else super()._serialize(value, attr, obj, **kwargs)
+
+
 class StrictBoolean(fields.Boolean):
     """Only JSON true and false: "yes", 1 or "0" are type errors, not guesses."""
 
@@ -190,6 +197,13 @@ class PasswordResetSchema(EmailTokenSchema):
     new_password = new_password()
 
 
+class CalendarFeedSchema(Schema):
+    url = fields.String(
+        dump_only=True,
+        metadata={"description": "Secret: whoever has it reads the feed, until it is revoked."},
+    )
+
+
 class AcceptedSchema(Schema):
     message = fields.String(required=True)
 
@@ -228,6 +242,36 @@ RecurrenceSchema = Schema.from_dict(
     },
     name="RecurrenceSchema",
 )
+
+
+class ReminderSchema(Schema):
+    id = fields.Integer(
+        validate=validate.Range(1, 2**53 - 1),
+        metadata={"description": "Set by the server; send it back to keep a reminder's id."},
+    )
+    at = StoredDateTime(metadata={"description": "Fires at this instant."})
+    before = fields.Integer(
+        strict=True,
+        validate=validate.Range(0, 366 * 24 * 3600),
+        metadata={"description": "Fires this many seconds before the due."},
+    )
+    fires_at = fields.String(
+        metadata={
+            "format": "date-time",
+            "readOnly": True,
+            "description": "Set by the server; ignored when sent back with the rest.",
+        }
+    )
+
+    @validates_schema
+    def at_or_before(self, reminder, **kwargs):
+        if ("at" in reminder) == ("before" in reminder):
+            raise ValidationError("Give at or before, one of them.", "at")
+
+    @post_load
+    def drop_fires_at(self, reminder, **kwargs):
+        reminder.pop("fires_at", None)
+        return reminder
 
 
 class TaskSchema(Schema):
@@ -269,6 +313,12 @@ class TaskSchema(Schema):
         allow_none=True,
         load_default=None,
         metadata={"description": "Null, or how the task repeats; it needs a due."},
+    )
+    reminders = fields.List(
+        fields.Nested(ReminderSchema),
+        load_default=list,
+        validate=validate.Length(max=5),
+        metadata={"description": "Up to 5; those of a recurring task move with its due."},
     )
 
     @validates_schema
@@ -316,6 +366,21 @@ class TaskCompletionSchema(Schema):
     completed_at = fields.AwareDateTime(dump_only=True)
     due_at = fields.AwareDateTime(dump_only=True, allow_none=True)
     due_date = fields.Date(dump_only=True, allow_none=True)
+
+
+WindowArgsSchema = Schema.from_dict(
+    {"from": UTCDateTime(required=True), "to": UTCDateTime(required=True)},
+    name="WindowArgsSchema",
+)
+
+
+class FiringSchema(Schema):
+    task_id = fields.Integer(dump_only=True)
+    reminder_id = fields.Integer(dump_only=True)
+    fires_at = fields.String(dump_only=True, metadata={"format": "date-time"})
+    title = fields.String(dump_only=True)
+    due_at = fields.String(dump_only=True, allow_none=True, metadata={"format": "date-time"})
+    due_date = fields.String(dump_only=True, allow_none=True, metadata={"format": "date"})
 
 
 def row_id(strict=True, **kwargs):

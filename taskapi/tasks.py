@@ -10,7 +10,7 @@ from flask.views import MethodView
 from peewee import SQL, Case, IntegrityError, fn
 from werkzeug.http import quote_etag
 
-from . import ordering, recurrence
+from . import events, ordering, recurrence, reminders
 from .api import Blueprint, abort
 from .dates import due_values, get_time_zone
 from .db import Prepared, Slot, database
@@ -42,9 +42,11 @@ TASK_ID = f"<int(min=1, max={BIGINT_MAX}):task_id>"  # anything else is 404
 NOT_FOUND = "Task not found."
 STALE = "The task changed since you read it (its ETag no longer matches); fetch it again."
 KEY_LIFETIME = timedelta(hours=24)
-LATER = {"list_id", "parent_id", "due_date", "recurrence"}  # fields newer than the first release
-# What a recurrence constrains: a write of one of these to a recurring task takes the long way.
-RECURRING = {"completed", "due_at", "due_date", "recurrence"}
+# Fields newer than the first release
+LATER = {"list_id", "parent_id", "due_date", "recurrence", "reminders"}
+# What recurrences and reminders depend on: a write of one of these to a task that has either
+# takes the long way (write_scheduled).
+SCHEDULED = {"completed", "due_at", "due_date", "recurrence", "reminders"}
 COUNT_ALL = fn.COUNT(SQL("*"))
 # sort=position (with list_id) is the list as it is shown: by path, each task before its
 # subtasks; sort=due_at orders all-day tasks and the others together (see dates.py).
@@ -145,6 +147,7 @@ class Tasks(MethodView):
                 missing = sorted(ids - {task.id for task in tasks})
                 abort(404, message=f"Tasks not found, none changed: {missing}")
             record_completions(others, now)
+            events.written(others)
         return tasks
 
     @blp.arguments(TaskBulkDeleteArgsSchema(), location="query")
@@ -156,9 +159,10 @@ class Tasks(MethodView):
             ordering.lock_user()
             now = utcnow()  # after waiting: a sync that ran meanwhile must not miss these
             query = Task.update(deleted_at=now, updated_at=now).where(*mine(), *in_list)
-            cleared = query.where(Task.completed).execute()
-            them = Task.select(Task.id).where(Task.user == g.user.id, Task.deleted_at == now)
-            return {"deleted": cleared + delete_subtasks(them, now)}
+            cleared = [task.id for task in query.where(Task.completed).returning(Task.id)]
+            cleared += delete_subtasks(cleared, now)
+            events.deleted(cleared)
+        return {"deleted": len(cleared)}
 
 
 @blp.route(f"/{TASK_ID}")
@@ -199,7 +203,7 @@ class TaskById(MethodView):
             query = Task.update(deleted_at=now, updated_at=now)
             if not query.where(*mine(), Task.id == task_id, *if_match(task_id)).execute():
                 abort_missing()
-            delete_subtasks([task_id], now)
+            events.deleted([task_id, *delete_subtasks([task_id], now)])
         retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
         Task.delete().where(Task.user == g.user.id, Task.deleted_at < now - retention).execute()
 
@@ -225,6 +229,7 @@ class TaskMove(MethodView):
         with database.atomic():
             ordering.lock_user()
             task = ordering.move_task(get_task(task_id), fields)
+            events.written([task])
         return task, {"ETag": quote_etag(get_etag(task))}
 
 
@@ -244,15 +249,15 @@ class TaskCompletions(MethodView):
 
 
 def delete_subtasks(parents, now):
-    """The live subtasks of `parents` (ids, or a query of them) are deleted at `now` too, a
-    level per statement, each naming the ids the one before deleted; returns how many went."""
-    deleted = 0
+    """The live subtasks of `parents` (ids) are deleted at `now` too, a level per statement,
+    each naming the ids the one before deleted; returns the ids of all that went."""
+    deleted = []
     for _ in range(ordering.MAX_DEPTH - 1):
         query = Task.update(deleted_at=now, updated_at=now).where(*mine(), Task.parent.in_(parents))
         parents = [task.id for task in query.returning(Task.id).execute()]
         if not parents:
             break
-        deleted += len(parents)
+        deleted += parents
     return deleted
 
 
@@ -388,17 +393,20 @@ def if_match(task_id):
 
 
 def update_task(task_id, fields):
-    """A write of `fields`; one that a recurrence constrains, to a task that has or gets one,
-    takes the long way (write_recurring). A completion first reads the occurrence it
-    completes, before any write of it can wait for another's."""
+    """A write of `fields`; one of SCHEDULED, to a task that has or gets a recurrence or
+    reminders, takes the long way (write_scheduled). A completion first reads the occurrence
+    it completes, before any write of it can wait for another's."""
     aimed = get_occurrences([task_id]) if may_complete(fields) else {}
-    recurring = fields.get("recurrence") or aimed.get(task_id, {}).get("recurrence")
-    only = [Task.recurrence.is_null()] if fields.keys() & RECURRING else []
-    task = not recurring and write_plain(task_id, fields, only)
-    if not task and only:
-        task = write_recurring(task_id, fields, aimed or get_occurrences([task_id]))
-    if not task:
-        abort_missing()
+    scheduled = is_scheduled(fields) or is_scheduled(aimed.get(task_id, {}))
+    only = (
+        [Task.recurrence.is_null(), Task.reminders.is_null()] if fields.keys() & SCHEDULED else []
+    )
+    with events.transaction():
+        task = not scheduled and write_plain(task_id, fields, only)
+        if not task and only:
+            task = write_scheduled(task_id, fields, aimed or get_occurrences([task_id]))
+        if not task:
+            abort_missing()
     return task, {"ETag": quote_etag(get_etag(task))}
 
 
@@ -423,11 +431,17 @@ def write_task(task_id, fields, only):
     task = next(iter(Task.update(**values).where(*conditions).returning(Task).execute()), None)
     if task is not None and may_complete(fields):
         record_completions([task], now)
+    if task is not None:
+        events.written([task])
     return task
 
 
-def write_recurring(task_id, fields, aimed):
-    """A write to a recurring task, or one that makes a task recurring, under the user's lock.
+def is_scheduled(task):
+    return bool(task.get("recurrence") or task.get("reminders"))
+
+
+def write_scheduled(task_id, fields, aimed):
+    """A write to a task that has or gets a recurrence or reminders, under the user's lock.
     `aimed` is the occurrence as this request read it before waiting for the lock: of several
     requests that complete the same occurrence at once, the first moves the task on, and the
     others find it moved and complete nothing (see is_repeat)."""
@@ -439,24 +453,31 @@ def write_recurring(task_id, fields, aimed):
 
 def write_planned(task, fields, aimed, now, only=()):
     """The write, once the lock is held. A completion of an occurrence that was completed
-    already is a repeat: what it says of the due, the rule and completion is dropped."""
+    already is a repeat: what it says of the due, the rule, reminders and completion is
+    dropped."""
     if is_repeat(task, fields, aimed.get(task.id)):
-        fields = {name: value for name, value in fields.items() if name not in RECURRING}
-    with refusing_bad_rules():
-        planned, completion = recurrence.plan(task, fields, now, get_time_zone())
+        fields = {name: value for name, value in fields.items() if name not in SCHEDULED}
+    with refusing_what_cannot_run():
+        time_zone = get_time_zone()
+        planned, completion = recurrence.plan(task, fields, now, time_zone)
+        planned = reminders.follow(task, planned, time_zone, moved=completion is not None)
     values = {**planned, **due_values(planned), "updated_at": now}
     if "completed" in planned:
         values["completed_at"] = get_completion_time(planned["completed"], now)
     query = Task.update(**values).where(Task.id == task.id, *only).returning(Task)
     written = next(iter(query.execute()), None)
+    if written is not None and "reminders" in planned:
+        reminders.schedule(written)
     if written is not None and completion is not None:
         Completion.insert(task=task.id, completed_at=now, **completion).execute()
     elif written is not None:
         record_completions([written], now)
+    if written is not None:
+        events.written([written], moved_on={task.id} if completion else ())
     return written
 
 
-OCCURRENCE = [Task.due_at, Task.due_date, Task.recurrence]
+OCCURRENCE = [Task.due_at, Task.due_date, Task.recurrence, Task.reminders]
 
 
 def get_occurrences(ids):
@@ -524,7 +545,12 @@ def create_task(fields, key):
             completed_at = utcnow() if fields["completed"] else None
             fields |= place | due_values(fields)
             check_recurrence(fields)
+            with refusing_what_cannot_run():
+                fields["reminders"] = reminders.plan(fields["reminders"], fields["due_key"])
             task = Task.create(user=g.user.id, completed_at=completed_at, **fields)
+            if task.reminders:
+                reminders.schedule(task)
+            events.created(task)
             if key:
                 response = json.dumps(TaskSchema().dump(task))
                 IdempotencyKey.update(response=response).where(*this_key(key)).execute()
@@ -543,17 +569,19 @@ def check_recurrence(fields):
     if fields.get("recurrence") is None:
         return
     repeat = fields["recurrence"] = {"from": "due", **fields["recurrence"]}
-    with refusing_bad_rules():
+    with refusing_what_cannot_run():
         recurrence.check(repeat, fields["due_at"], fields["due_date"], get_time_zone())
 
 
 @contextmanager
-def refusing_bad_rules():
-    """A recurrence that cannot run is the client's to fix: 422."""
+def refusing_what_cannot_run():
+    """A recurrence or reminders that cannot run are the client's to fix: 422."""
     try:
         yield
     except recurrence.RuleError as error:
         abort(422, errors={"json": {"recurrence": [str(error)]}})
+    except reminders.ReminderError as error:
+        abort(422, errors={"json": {"reminders": [str(error)]}})
 
 
 def this_key(key):

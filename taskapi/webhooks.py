@@ -26,7 +26,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from . import delivery
 from .api import Blueprint, abort
 from .db import close_db, database
-from .models import Webhook, utcnow
+from .models import User, Webhook, utcnow
 from .ordering import lock_user
 from .schemas import BIGINT_MAX, Text
 
@@ -99,6 +99,7 @@ class Webhooks(MethodView):
             if Webhook.select().where(Webhook.user == g.user.id).count() >= MAX_WEBHOOKS:
                 abort(409, message=f"A user has at most {MAX_WEBHOOKS} webhooks.")
             hook = Webhook.create(user=g.user.id, **fields)
+            count_webhooks(+1)
         return hook, {"Location": url_for(".WebhookById", user_id=user_id, webhook_id=hook.id)}
 
 
@@ -118,8 +119,14 @@ class WebhookById(MethodView):
     def delete(self, user_id, webhook_id):
         """Delete a webhook; its deliveries not yet made are dropped."""
         query = Webhook.delete().where(Webhook.id == webhook_id, Webhook.user == g.user.id)
-        if query.execute() == 0:
-            abort(404, message=NOT_FOUND)
+        with database.atomic():
+            if query.execute() == 0:
+                abort(404, message=NOT_FOUND)
+            count_webhooks(-1)
+
+
+def count_webhooks(change):
+    User.update(webhook_count=User.webhook_count + change).where(User.id == g.user.id).execute()
 
 
 def emit(user_id, event, data):

@@ -1,6 +1,8 @@
 """Fixtures: the app on SQLite and on a fresh PostgreSQL database, a client, and sign-up helpers."""
 
 import email
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -14,6 +16,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -289,3 +292,80 @@ def inbox_rows(user_id, count, title="bulk"):
         | {"path": child_path("", position)}
         for n, position in enumerate(spread(count))
     ]
+
+
+RECEIVER_SECRET = "the-receiver-knows-this-secret"
+KEYS = ("Delivery", "Event")
+
+
+class Receiver(ThreadingHTTPServer):
+    """A webhook receiver on a free loopback port. It answers each POST with the next status
+    of `answers` (204 once they run out), accepting only a 2xx whose signature is valid under
+    `secret`; `stall` makes it hold the connection until the test ends."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), ReceiverHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/hooks/taskapi?source=test"
+        self.secret = RECEIVER_SECRET
+        self.answers = []
+        self.stall = False
+        self.released = threading.Event()
+        self.tried = []  # every delivery id that arrived, in order
+        self.accepted = []  # (delivery id, event header, body as JSON) of those accepted
+        self.requests = []  # (path, headers) of every request
+        self.arrived = threading.Condition()
+
+    def wait_for(self, count, timeout=15):
+        """The first `count` accepted deliveries, once that many have arrived (or fails)."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.accepted) >= count, timeout=timeout)
+        assert len(self.accepted) >= count, f"{len(self.accepted)} of {count} arrived"
+        return self.accepted[:count]
+
+    def wait_until_tried(self, count=1, timeout=15):
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.tried) >= count, timeout=timeout)
+
+
+class ReceiverHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        server = self.server
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        expected = "sha256=" + hmac.new(server.secret.encode(), body, hashlib.sha256).hexdigest()
+        signed = hmac.compare_digest(self.headers.get("X-Taskapi-Signature", ""), expected)
+        with server.arrived:
+            server.requests.append((self.path, dict(self.headers)))
+            server.tried.append(self.headers["X-Taskapi-Delivery"])
+            status = server.answers.pop(0) if server.answers else 204
+            server.arrived.notify_all()
+        if server.stall:
+            server.released.wait(30)
+            return
+        if 200 <= status < 300 and not signed:
+            status = 401
+        self.send_response(status)
+        if status == 302:
+            self.send_header("Location", "/elsewhere")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        if 200 <= status < 300:
+            with server.arrived:
+                delivery_id, event = (self.headers[f"X-Taskapi-{name}"] for name in KEYS)
+                server.accepted.append((delivery_id, event, json.loads(body)))
+                server.arrived.notify_all()
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.released.set()
+    server.shutdown()
+    server.server_close()

@@ -330,6 +330,7 @@ OPEN_ROUTES = {
     "/openapi.json",
     "/docs",
     "/docs/assets/<path:filename>",
+    "/api/calendar/<token>.ics",  # the URL is the key (tests/test_calendars.py)
 }
 
 

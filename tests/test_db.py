@@ -39,6 +39,8 @@ from taskapi.models import (
 from .conftest import SECRET, create_postgres_database
 
 TABLES = [
+    "calendar_feeds",
+    "reminder_firings",
     "task_completions",
     "task_tags",
     "idempotency_keys",

@@ -109,6 +109,7 @@ def api(origins, tmp_path_factory):
             "AUTH_RATE_LIMIT": "200/minute",
             # and, on the same port as origins[0], any one-label name under example.test
             "CORS_ORIGINS": f"{origins[0]}, {get_wildcard_origin(origins[0])}",
+            "WEBHOOK_ALLOW_PRIVATE": "true",  # the webhook routes' test names a loopback URL
         }
     )
     with app.app_context():

@@ -19,9 +19,10 @@ FETCH = """async ([url, method, token, body, headers]) => {
   if (body !== null) init.body = JSON.stringify(body);
   const response = await fetch(url, init);  // a CORS refusal throws TypeError: Failed to fetch
   const text = await response.text();
+  const json = response.headers.get("content-type").includes("json");  // not the calendar feed
   return {
     status: response.status,
-    body: text ? JSON.parse(text) : null,
+    body: text && json ? JSON.parse(text) : text || null,
     headers: Object.fromEntries(response.headers),  // only those the API exposes, lowercased
   };
 }"""
@@ -293,6 +294,44 @@ def test_list_and_move_routes_work_across_origins(call, api, origins, name):
         ("POST", f"{route}/tasks"),
         ("GET", f"{route}/tasks"),
         ("POST", f"{route}/tasks/{{task_id}}/move"),
+    }
+
+
+@pytest.mark.parametrize("name", LIST_LAYOUTS)
+def test_webhook_reminder_and_calendar_routes_work_across_origins(call, api, origins, name):
+    start = len(api.requests)
+    user_id, token = sign_up(call, f"hooks-{name}@example.com")
+    base = LIST_LAYOUTS[name].format(user_id=user_id)
+    hook = {"url": "http://127.0.0.1:9/hooks", "events": ["reminder.fired"]}
+    made = call("POST", f"{base}/webhooks", token, hook)
+    assert (made["status"], len(made["body"]["secret"]) > 20) == (201, True)
+    one = f"{base}/webhooks/{made['body']['id']}"
+    assert call("GET", f"{base}/webhooks", token)["body"][0]["url"] == hook["url"]
+    assert call("GET", one, token)["body"]["events"] == ["reminder.fired"]
+    assert call("DELETE", one, token)["status"] == 204
+
+    task = {"title": "Dentist", "due_at": "2030-03-18T08:00:00Z", "reminders": [{"before": 900}]}
+    assert call("POST", f"{base}/tasks", token, task)["status"] == 201
+    window = "from=2030-03-01T00:00:00Z&to=2030-04-01T00:00:00Z"
+    fired = call("GET", f"{base}/reminders?{window}", token)
+    assert (fired["status"], fired["body"][0]["fires_at"]) == (200, "2030-03-18T07:45:00+00:00")
+
+    feed = call("POST", "/api/auth/calendar-feed", token)
+    assert feed["status"] == 201
+    path = feed["body"]["url"].removeprefix(api.url)
+    served = call("GET", path)  # as a calendar app reads it: no token
+    assert served["status"] == 200 and served["headers"]["content-type"].startswith("text/calendar")
+    assert "BEGIN:VTODO" in served["body"] and "TRIGGER;RELATED=END:-PT15M" in served["body"]
+    assert call("DELETE", "/api/auth/calendar-feed", token)["status"] == 204
+
+    route = LIST_LAYOUTS[name]
+    assert get_preflighted_routes(api.requests[start:], origins[0], user_id) == {
+        ("POST", "/api/auth/signup"),
+        *[(method, f"{route}/webhooks") for method in ("GET", "POST")],
+        *[(method, f"{route}/webhooks/{{task_id}}") for method in ("GET", "DELETE")],
+        ("POST", f"{route}/tasks"),
+        ("GET", f"{route}/reminders"),
+        *[(method, "/api/auth/calendar-feed") for method in ("POST", "DELETE")],
     }
 
 
