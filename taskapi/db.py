@@ -14,8 +14,10 @@ from peewee import (
     AutoField,
     BigAutoField,
     BigIntegerField,
+    BooleanField,
     Database,
     DatabaseProxy,
+    DateField,
     ForeignKeyField,
     IntegerField,
     Node,
@@ -38,6 +40,8 @@ SQLITE_SPELLINGS = {
 # Fields whose values both drivers already return as Python has them (str, int): a page of tasks
 # skips a call per such value (see Prepared.dicts).
 AS_RETURNED = (AutoField, BigAutoField, BigIntegerField, IntegerField, TextField)
+# and those psycopg2 also returns as Python has them (bool, date); SQLite's are 0, 1 and text.
+AS_RETURNED_BY_POSTGRES = (*AS_RETURNED, BooleanField, DateField)
 POOL_WAIT_SECONDS = 10
 PING_AFTER_IDLE_SECONDS = 1.0
 
@@ -94,20 +98,37 @@ class Prepared:
         self.sql: dict[type, tuple[str, list[Any]]] = {}
         fields = query._returning  # model fields only (Task.select()), in the SQL's order
         self.names = [field.name for field in fields]
-        self.converters = [
-            (field.name, field.python_value) for field in fields if not is_as_returned(field)
-        ]
+        # Per kind of database: (name, python_value) of the fields whose values need a call
+        self.converters: dict[type, list[tuple[str, Any]]] = {}
+        # Every field reads NULL as None, which needs no call, but lists (which read it as []).
+        self.lists = [field.name for field in fields if field.python_value(None) == []]
 
     def dicts(self, **values: Any) -> list[dict[str, Any]]:
         """The rows as `.dicts()` gives them, each value as its field's python_value makes it,
         without peewee's work per query and per row (resolving the columns, calls per row)."""
-        rows = []
+        rows, converters = [], self.get_converters()
         for values_in_row in database.execute_sql(*self.get_sql(values)).fetchall():
             row = dict(zip(self.names, values_in_row, strict=True))
-            for name, convert in self.converters:
-                row[name] = convert(row[name])
+            for name, convert in converters:
+                if row[name] is not None:
+                    row[name] = convert(row[name])
+            for name in self.lists:
+                if row[name] is None:
+                    row[name] = []
             rows.append(row)
         return rows
+
+    def get_converters(self) -> list[tuple[str, Any]]:
+        kind = type(database.obj)
+        if kind not in self.converters:
+            kept = AS_RETURNED if issubclass(kind, SqliteDatabase) else AS_RETURNED_BY_POSTGRES
+            fields = self.query._returning
+            self.converters[kind] = [
+                (field.name, field.python_value)
+                for field in fields
+                if not is_as_returned(field, kept)
+            ]
+        return self.converters[kind]
 
     def get_sql(self, values: dict[str, Any]) -> tuple[str, list[Any]]:
         kind = type(database.obj)
@@ -126,11 +147,11 @@ class Prepared:
         return model
 
 
-def is_as_returned(field: Any) -> bool:
-    """Whether the driver's value is the field's Python value: exactly one of AS_RETURNED (a
+def is_as_returned(field: Any, kept: tuple[type, ...]) -> bool:
+    """Whether the driver's value is the field's Python value: exactly one of `kept` (a
     subclass may convert, as PriorityField does), or a foreign key to one."""
     target = field.rel_field if type(field) is ForeignKeyField else field
-    return type(target) in AS_RETURNED
+    return type(target) in kept
 
 
 def open_database(config: dict[str, Any]) -> Database:
