@@ -39,6 +39,10 @@ STEPS = {HOURLY: timedelta(hours=1), DAILY: timedelta(days=1), WEEKLY: timedelta
 MONTHS = {MONTHLY: 1, YEARLY: 12}
 
 
+# What dateutil raises for rules it cannot run (out-of-range numbers, empty sets).
+DATEUTIL_ERRORS = (ValueError, IndexError, OverflowError, TypeError)
+
+
 class RuleError(ValueError):
     """A rule taskapi does not run, with the reason a client is told."""
 
@@ -47,6 +51,8 @@ def get_parts(text):
     if not RULE.fullmatch(text):
         raise RuleError("Must be an RRULE's parts, as FREQ=WEEKLY;BYDAY=MO,WE (no RRULE: prefix).")
     parts = dict(part.split("=", 1) for part in text.split(";"))
+    if len(parts) < text.count(";") + 1:
+        raise RuleError("Each part at most once (RFC 5545).")
     if unknown := sorted(parts.keys() - PARTS):
         raise RuleError(f"Not supported here: {', '.join(unknown)}.")
     if parts.get("FREQ") not in FREQUENCIES:
@@ -56,6 +62,14 @@ def get_parts(text):
             raise RuleError(f"{name} must be a whole number from 1 to {most}.")
     if "," in parts.get("BYMINUTE", ""):
         raise RuleError("BYMINUTE takes one minute: more would fire more often than hourly.")
+    if parts.keys() >= {"COUNT", "UNTIL"}:
+        raise RuleError("COUNT or UNTIL, not both (RFC 5545).")
+    if parts["FREQ"] == "HOURLY" and "BYSETPOS" in parts:
+        raise RuleError("BYSETPOS needs a longer FREQ than HOURLY.")
+    if parts["FREQ"] not in ("MONTHLY", "YEARLY") and re.search(r"\d", parts.get("BYDAY", "")):
+        raise RuleError("BYDAY takes numbers (1MO, -1FR) with MONTHLY or YEARLY only.")
+    if re.search(r"(^|,)[+-]?0+(,|$)", parts.get("BYMONTHDAY", "")):
+        raise RuleError("BYMONTHDAY counts from 1 (or from -1 at the end of the month).")
     return parts
 
 
@@ -67,15 +81,23 @@ def parse(text, start):
     parts = get_parts(text)
     if start.date() < EARLIEST:
         raise RuleError("A recurring task must be due in 1900 or later.")
+    hourly = parts["FREQ"] == "HOURLY" or parts.keys() & {"BYHOUR", "BYMINUTE"}
+    if start.tzinfo is None and hourly:
+        raise RuleError("An all-day task repeats by days: no HOURLY, BYHOUR or BYMINUTE.")
     try:
-        rule = rrulestr(text, dtstart=start)
-    except ValueError as error:
-        if "UNTIL" in parts:
+        return expand_defaults(rrulestr(text, dtstart=start), parts, start)
+    except RuleError:
+        raise
+    except DATEUTIL_ERRORS as error:
+        if "UNTIL" in str(error):
             raise RuleError(
                 "UNTIL must be a date (20261231) for a task with a due_date, a time in UTC "
                 "(20261231T170000Z) for one with a due_at."
             ) from None
-        raise RuleError(f"Not a valid rule: {error}.") from None
+        raise RuleError(f"Not a valid rule: {error or type(error).__name__}.") from None
+
+
+def expand_defaults(rule, parts, start):
     frequency, defaults = FREQUENCIES[parts["FREQ"]], {"count": None, "bysecond": start.second}
     if frequency != HOURLY and "BYHOUR" not in parts:
         defaults["byhour"] = start.hour
@@ -90,7 +112,7 @@ def parse(text, start):
             defaults["byweekday"] = start.weekday()
     rule = rule.replace(**defaults)
     probe = restart(rule.replace(until=None), probe_start(start))
-    if find_after(probe, None) is None:
+    if probe.after(probe._dtstart, inc=True) is None:  # 40 years of periods at most
         raise RuleError("This rule has no occurrence.")
     return rule
 
@@ -152,7 +174,7 @@ def advance(recurrence, due_at, due_date, now, time_zone):
         return None
     if recurrence["from"] == "completion":  # from the day of completion, at the due's time
         anchor = datetime.combine(completed.date(), start.timetz())
-        passed, after = 0, find_after(parse(recurrence["rule"], anchor), anchor)
+        passed, after = 0, find_after(parse(recurrence["rule"], anchor), max(anchor, completed))
     else:
         rule = parse(recurrence["rule"], start)
         passed, after = find_next(rule, max(start, completed), count)

@@ -1,6 +1,7 @@
 """Recurring tasks: the rule arithmetic on its own (a fixed "now"), then through HTTP on both
 databases (dues in 2030, so that the moment of completion does not decide the next one)."""
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -104,6 +105,13 @@ def test_occurrences_keep_the_wall_clock_time_across_daylight_saving():
         # at the due's time of day, counted from the day of completion
         ("FREQ=WEEKLY", at("2026-03-23T08:00Z"), at("2026-03-25T15:00Z"), at("2026-04-01T07:00Z")),
         ("FREQ=DAILY", at("2026-03-23T08:00Z"), at("2026-03-25T06:00Z"), at("2026-03-26T08:00Z")),
+        # a rule within the day: the first occurrence after the moment of completion
+        (
+            "FREQ=HOURLY;INTERVAL=2",
+            at("2026-12-07T08:00Z"),
+            at("2026-12-07T17:30Z"),
+            at("2026-12-07T18:00Z"),
+        ),
     ],
 )
 def test_the_next_occurrence_from_completion(rule, due, now, expected):
@@ -163,6 +171,15 @@ def test_until_ends_the_series():
         ("FREQ=DAILY;INTERVAL=7;BYDAY=TU", at("2026-03-23T08:00Z"), "no occurrence"),  # Mondays
         ("FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29", date(2025, 1, 1), "no occurrence"),
         ("FREQ=DAILY", date(1899, 12, 31), "1900 or later"),
+        ("FREQ=MONTHLY;BYDAY=53MO", at("2026-03-23T08:00Z"), "Not a valid rule"),
+        ("FREQ=DAILY;BYHOUR=99999999999999999999", at("2026-03-23T08:00Z"), "Not a valid rule"),
+        ("FREQ=HOURLY;BYSETPOS=3", at("2026-03-23T08:00Z"), "longer FREQ than HOURLY"),
+        ("FREQ=DAILY;COUNT=5;UNTIL=20301231T000000Z", at("2026-03-23T08:00Z"), "not both"),
+        ("FREQ=DAILY;COUNT=9;COUNT=5", at("2026-03-23T08:00Z"), "at most once"),
+        ("FREQ=MONTHLY;BYMONTHDAY=0", at("2026-03-23T08:00Z"), "counts from 1"),
+        ("FREQ=WEEKLY;BYDAY=1MO", at("2026-03-23T08:00Z"), "MONTHLY or YEARLY only"),
+        ("FREQ=HOURLY", date(2026, 3, 23), "all-day task repeats by days"),
+        ("FREQ=DAILY;BYHOUR=9,17", date(2026, 3, 23), "all-day task repeats by days"),
     ],
 )
 def test_rules_that_cannot_run_are_refused(rule, due, message):
@@ -364,3 +381,38 @@ def test_deleting_a_task_deletes_its_completions(client, alice, app):
     with app.app_context():
         Task.delete().where(Task.id == task["id"]).execute()  # as the purge of tombstones does
         assert Completion.select().count() == 0
+
+
+def random_rule(rng):
+    """A rule from the parts taskapi takes, with values in and out of their ranges."""
+    parts = [f"FREQ={rng.choice(['HOURLY', 'DAILY', 'WEEKLY', 'MONTHLY', 'YEARLY'])}"]
+    values = {
+        "INTERVAL": lambda: str(rng.choice([1, 2, 7, 24, 1000])),
+        "COUNT": lambda: str(rng.randint(1, 5)),
+        "BYDAY": lambda: ",".join(
+            f"{rng.choice(['', '1', '-1', '5', '53', '+2'])}{rng.choice(['MO', 'FR', 'SU'])}"
+            for _ in range(rng.randint(1, 3))
+        ),
+        "BYMONTHDAY": lambda: str(rng.choice([1, 15, 29, 30, 31, -1, -31, 32])),
+        "BYMONTH": lambda: str(rng.choice([1, 2, 4, 12, 13])),
+        "BYSETPOS": lambda: str(rng.choice([1, -1, 3, 6, 400])),
+        "BYHOUR": lambda: str(rng.choice([0, 9, 23, 24, 99999999999999])),
+        "BYMINUTE": lambda: str(rng.choice([0, 30, 59, 60])),
+        "WKST": lambda: rng.choice(["MO", "SU", "XX"]),
+    }
+    for name in rng.sample(sorted(values), rng.randint(0, 4)):
+        parts.append(f"{name}={values[name]()}")
+    return ";".join(parts)
+
+
+def test_random_rules_run_or_are_refused():
+    """Fixed seed: 1,500 rules, on both kinds of due, each advances or is a RuleError (never
+    another exception, which would be a 500)."""
+    rng = random.Random(2026)
+    for _ in range(1500):
+        rule = random_rule(rng)
+        for due in (at("2030-01-06T08:00Z"), date(2030, 1, 6)):
+            try:
+                advance(rule, due, at("2030-01-07T12:00Z"), rng.choice(["due", "completion"]))
+            except recurrence.RuleError:
+                pass
