@@ -152,7 +152,10 @@ def find_after(rule, moment):
 def get_start(due_at, due_date, time_zone):
     if due_date is not None:
         return datetime.combine(due_date, time())
-    return due_at.astimezone(ZoneInfo(time_zone))
+    try:
+        return due_at.astimezone(ZoneInfo(time_zone))
+    except OverflowError:  # past the last day there is, on the user's wall clock
+        raise RuleError("A recurring task is due before the year 10000 on your clock.") from None
 
 
 def check(recurrence, due_at, due_date, time_zone):

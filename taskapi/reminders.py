@@ -53,18 +53,29 @@ class ReminderError(ValueError):
     """Reminders that cannot be set, with the reason a client is told."""
 
 
-def plan(reminders, due_key, moved_by=None):
+def plan(reminders, due_key, known=(), moved_by=None):
     """The reminders as stored, from what a client sent or what is stored: each with an id
-    (kept if it has one) and when it fires for this due. A recurring task that moved on moves
-    its `at` reminders `moved_by` too."""
-    planned = []
+    (its own, if it is one of the task's `known` ids, once; else a new one) and when it fires
+    for this due. A recurring task that moved on moves its `at` reminders `moved_by` too
+    (unless that is past the last day there is)."""
+    planned, kept = [], set()
     for reminder in reminders:
-        reminder = {"id": reminder.get("id") or new_id(), **reminder}
+        reminder = dict(reminder)
+        if reminder.get("id") not in known or reminder["id"] in kept:
+            reminder["id"] = new_id()
+        kept.add(reminder["id"])
         if "at" in reminder:
-            at = as_time(reminder["at"]) + (moved_by or timedelta())
-            reminder["at"] = at.isoformat()
+            at = as_time(reminder["at"])
+            reminder["at"] = (move(at, moved_by) if moved_by else at).isoformat()
         planned.append(reminder | {"fires_at": get_fires_at(reminder, due_key).isoformat()})
     return planned
+
+
+def move(time, by):
+    try:
+        return time + by
+    except OverflowError:
+        return time
 
 
 def follow(task, fields, time_zone, moved):
@@ -75,17 +86,23 @@ def follow(task, fields, time_zone, moved):
     due_at, due_date = get_due(task, fields)
     key = get_key(due_at, due_date, time_zone)
     moved_by = key - get_key(task.due_at, task.due_date, time_zone) if moved else None
-    return fields | {"reminders": plan(fields.get("reminders", task.reminders), key, moved_by)}
+    known = {reminder["id"] for reminder in task.reminders}
+    reminders = plan(fields.get("reminders", task.reminders), key, known, moved_by)
+    return fields | {"reminders": reminders}
 
 
 def follow_time_zone(user_id, time_zone):
-    """A new time zone moves the dues of all-day tasks, and their reminders with them."""
+    """A new time zone moves the dues of all-day tasks, and their reminders with them (those
+    it would move before the first day there is stay where they were)."""
     found = [Task.user == user_id, Task.due_date.is_null(False), Task.reminders.is_null(False)]
-    for task in Task.select().where(*found):
-        task.reminders = plan(task.reminders, get_key(None, task.due_date, time_zone))
-        Task.update(reminders=task.reminders, updated_at=utcnow()).where(
-            Task.id == task.id
-        ).execute()
+    for task in list(Task.select().where(*found)):  # read first: SQLite would see them again
+        known = {reminder["id"] for reminder in task.reminders}
+        try:
+            task.reminders = plan(task.reminders, get_key(None, task.due_date, time_zone), known)
+        except ReminderError:
+            continue
+        moved = Task.update(reminders=task.reminders, updated_at=utcnow())
+        moved.where(Task.id == task.id).execute()
         schedule(task)
 
 
@@ -146,8 +163,8 @@ def queue_firing(firing):
     task = Task.get_or_none(Task.id == firing.task_id)
     if task is None or task.completed or task.deleted_at is not None:
         return  # nothing to remind of any more
-    for reminder in task.reminders:
-        if reminder["id"] == firing.reminder_id:
+    for reminder in task.reminders:  # the reminder as it is now, if it still fires then
+        if (reminder["id"], as_time(reminder["fires_at"])) == (firing.reminder_id, firing.fires_at):
             data = describe(task, reminder)
             webhooks.emit(task.user_id, "reminder.fired", data)
             delivery.queue("mail:reminder", user_id=task.user_id, **data)

@@ -246,6 +246,7 @@ RecurrenceSchema = Schema.from_dict(
 
 class ReminderSchema(Schema):
     id = fields.Integer(
+        strict=True,
         validate=validate.Range(1, 2**53 - 1),
         metadata={"description": "Set by the server; send it back to keep a reminder's id."},
     )

@@ -214,3 +214,60 @@ def test_an_unverified_address_gets_no_reminder(client, auth, app, smtp_server):
 def test_a_reminder_already_past_when_set_does_not_fire(client, alice, app):
     create(client, alice, reminders=[{"at": "2020-01-01T00:00:00Z"}])
     assert firings(app) == []
+
+
+def test_reminder_ids_are_the_servers(client, alice, app, smtp_server):
+    """Ids a client makes up, or sends twice, are replaced: a firing is its own reminder's."""
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    sent = [{"id": 7, "at": soon}, {"id": 7, "at": later}]
+    task = create(client, alice, due_at=DUE, reminders=sent)
+    ids = [reminder["id"] for reminder in task["reminders"]]
+    assert len(set(ids)) == 2 and 7 not in ids
+    kept = client.patch(
+        f"{alice.tasks_url}/{task['id']}",
+        json={"reminders": [task["reminders"][1], {"id": ids[1], "before": 60}]},
+        headers=alice.headers,
+    ).json["reminders"]
+    assert kept[0]["id"] == ids[1] and kept[1]["id"] not in ids
+    assert (
+        client.patch(
+            alice.tasks_url + f"/{task['id']}",
+            json={"reminders": [{"id": 1.5, "before": 1}]},
+            headers=alice.headers,
+        ).status_code
+        == 422
+    )
+
+
+def test_a_duplicate_firing_delivers_nothing_early(client, alice, app, smtp_server):
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    task = create(client, alice, reminders=[{"at": soon}])
+    with app.app_context():  # a firing left from an earlier time of the same reminder
+        ReminderFiring.create(
+            task=task["id"],
+            reminder_id=task["reminders"][0]["id"],
+            fires_at=datetime(2020, 1, 1, tzinfo=UTC),
+        )
+    assert fire(app) == (1, 0)
+    time.sleep(1.1)
+    assert fire(app) == (1, 1)
+
+
+def test_a_new_time_zone_with_tasks_at_the_ends_of_time(client, alice):
+    for day in ("9999-12-31", "9999-12-30", "0001-01-01"):
+        create(client, alice, due_date=day, reminders=[{"before": 0}, {"before": 86400}])
+    for zone in ("Pacific/Kiritimati", "Etc/GMT-14", "Etc/GMT+12", "UTC"):
+        response = client.patch("/api/auth/me", json={"time_zone": zone}, headers=alice.headers)
+        assert response.status_code == 200, response.json
+
+
+def test_a_recurring_task_with_a_reminder_at_the_end_of_time_moves_on(client, alice):
+    weekly = {"rule": "FREQ=WEEKLY"}
+    task = create(
+        client, alice, due_at=DUE, recurrence=weekly, reminders=[{"at": "9999-12-31T23:00:00Z"}]
+    )
+    moved = client.patch(f"{alice.tasks_url}/{task['id']}/complete", headers=alice.headers)
+    assert (
+        moved.status_code == 200 and moved.json["reminders"][0]["at"] == "9999-12-31T23:00:00+00:00"
+    )
