@@ -6,7 +6,7 @@ from flask import current_app, g, request, url_for
 from flask.views import MethodView
 from werkzeug.http import quote_etag
 
-from . import ordering
+from . import events, ordering
 from .api import Blueprint, abort
 from .db import database
 from .models import Task, TaskList, utcnow
@@ -93,8 +93,9 @@ class ListById(MethodView):
             if get_list(list_id, check_if_match=True).is_inbox:
                 abort(409, message="The inbox cannot be deleted.")
             TaskList.update(deleted_at=now, updated_at=now).where(TaskList.id == list_id).execute()
-            tasks = Task.update(deleted_at=now, updated_at=now)
-            tasks.where(Task.task_list == list_id, Task.deleted_at.is_null()).execute()
+            tasks = Task.update(deleted_at=now, updated_at=now).returning(Task.id)
+            deleted = tasks.where(Task.task_list == list_id, Task.deleted_at.is_null()).execute()
+            events.deleted([task.id for task in deleted])
         retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
         expired = TaskList.deleted_at < now - retention  # their tasks go with them (cascade)
         TaskList.delete().where(TaskList.user == g.user.id, expired).execute()

@@ -15,6 +15,7 @@ import ipaddress
 import json
 import secrets
 import socket
+import threading
 import uuid
 from urllib.parse import urlsplit
 
@@ -43,6 +44,9 @@ MAX_WEBHOOKS = 10  # per user
 MAX_URL_LENGTH = 2048
 ATTEMPTS = 8  # 20 s after the first try, doubling: the last about 42 minutes after the first
 TIMEOUT_SECONDS = 10  # to connect, and for each read of the answer
+# For the whole call: a receiver that answers a byte at a time is cut off then, and the
+# delivery thread goes on to the others' deliveries (well within delivery.LEASE_SECONDS).
+DEADLINE_SECONDS = 25
 PORTS = {"http": 80, "https": 443}
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address in its last 32 bits (RFC 6052)
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # likewise (deprecated, RFC 4291)
@@ -188,11 +192,25 @@ def post(url, body, headers, allow_private):
     else:
         connection = HTTPConnection(address, port, timeout=TIMEOUT_SECONDS)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    deadline = threading.Timer(DEADLINE_SECONDS, cut, [connection])
+    deadline.start()
     try:
         connection.request("POST", target, body=body, headers={**headers, "Host": parts.netloc})
-        return connection.getresponse().status
+        status = connection.getresponse().status
+        if deadline.finished.is_set():  # cut off: what was read of the answer is not one
+            raise delivery.Failed(f"no whole answer within {DEADLINE_SECONDS} s")
+        return status
     finally:
+        deadline.cancel()
         connection.close()
+
+
+def cut(connection):
+    """End a call past its deadline: the read it is blocked in returns at once, and fails."""
+    try:
+        connection.sock.shutdown(socket.SHUT_RDWR)
+    except (AttributeError, OSError):  # not connected yet, or closed already
+        pass
 
 
 def check_url(url):

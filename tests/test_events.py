@@ -80,6 +80,19 @@ def test_completing_a_recurring_task_is_a_completed_event(client, alice, app, re
     assert (moved["completed"], moved["due_at"]) == (False, "2030-01-14T09:00:00+00:00")
 
 
+def test_deleting_a_list_deletes_its_tasks_for_webhooks_too(client, alice, app, receiver):
+    made = client.post(f"/api/users/{alice.id}/lists", json={"name": "Work"}, headers=alice.headers)
+    body = {"title": "Plan", "list_id": made.json["id"]}
+    task = client.post(alice.tasks_url, json=body, headers=alice.headers).json
+    assert (
+        client.delete(
+            f"/api/users/{alice.id}/lists/{made.json['id']}", headers=alice.headers
+        ).status_code
+        == 204
+    )
+    assert events(app, receiver, 2)[1] == ("task.deleted", {"id": task["id"]})
+
+
 def test_a_refused_write_tells_nothing(client, alice, app, receiver):
     bad = {"title": "x", "due_at": "2030-01-07T09:00:00Z", "recurrence": {"rule": "FREQ=MINUTELY"}}
     assert client.post(alice.tasks_url, json=bad, headers=alice.headers).status_code == 422

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -400,3 +401,35 @@ def test_a_delivery_cut_short_by_a_kill_is_made_after_a_restart(
     while get_outbox(app):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def drip_forever(listener, stop):
+    """A receiver that answers a byte every half second, never ending its headers."""
+    connection, _ = listener.accept()
+    with connection:
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+        for _ in range(60):  # 30 s: without a deadline, the call would last that long
+            if stop.wait(0.5):
+                return
+            try:
+                connection.sendall(b"x")
+            except OSError:
+                return
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off(monkeypatch):
+    """Each read gets its byte within the 10 s timeout, so only the deadline ends the call,
+    and with it the delivery thread is free for everyone else's deliveries."""
+    monkeypatch.setattr(webhooks, "DEADLINE_SECONDS", 2)
+    listener, stop = socket.create_server(("127.0.0.1", 0)), threading.Event()
+    threading.Thread(target=drip_forever, args=(listener, stop), daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception):  # noqa: B017 (whichever way http.client sees the cut)
+            webhooks.post(url, b"{}", {}, allow_private=True)
+        assert time.monotonic() - started < 2 + webhooks.TIMEOUT_SECONDS
+    finally:
+        stop.set()
+        listener.close()
