@@ -8,7 +8,7 @@ feed carries the zone's VTIMEZONE), so that a calendar expands a weekly 09:00 ru
 across daylight saving, as taskapi does; an all-day task on its day."""
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app, g, url_for
@@ -18,6 +18,7 @@ from icalendar import Alarm, Calendar, Todo, vRecur
 from .api import Blueprint, abort
 from .db import database
 from .models import CalendarFeed, Task, User
+from .ordering import lock_user
 from .schemas import CalendarFeedSchema
 from .tokens import hash_token
 
@@ -38,6 +39,7 @@ class CalendarFeedUrl(MethodView):
         """A new secret URL for the user's calendar feed; an earlier one stops working."""
         token = secrets.token_urlsafe(32)
         with database.atomic():
+            lock_user()  # two at once: one replaces the other, rather than both failing
             CalendarFeed.delete().where(CalendarFeed.user == g.user.id).execute()
             CalendarFeed.create(token_hash=hash_token(token), user=g.user.id)
         return {"url": url_for(".Feed", token=token, _external=True)}
@@ -65,7 +67,7 @@ class Feed(MethodView):
 
 def get_tasks(user_id):
     due = [~Task.completed, Task.due_key.is_null(False)]
-    return Task.of(user_id).where(*due).order_by(Task.due_key, Task.id)
+    return list(Task.of(user_id).where(*due).order_by(Task.due_key, Task.id))
 
 
 def write_calendar(user, tasks):
@@ -76,7 +78,10 @@ def write_calendar(user, tasks):
     zone = ZoneInfo(user.time_zone)
     for task in tasks:
         calendar.add_component(write_todo(task, zone))
-    calendar.add_missing_timezones()
+    # The zone's changes over the years the tasks are due (icalendar stops at 2038 otherwise)
+    years = [(task.due_date or task.due_at).year for task in tasks] or [2000]
+    first, last = max(min(years) - 1, 1970), min(max(years) + 30, 9998)
+    calendar.add_missing_timezones(date(first, 1, 1), date(max(last, 2038), 1, 1))
     return calendar
 
 
@@ -94,7 +99,7 @@ def write_todo(task, zone):
     if task.tags:
         todo.add("categories", task.tags)
     todo.add("status", "NEEDS-ACTION")
-    due = task.due_date if task.due_date is not None else task.due_at.astimezone(zone)
+    due = task.due_date if task.due_date is not None else wall_clock(task.due_at, zone)
     todo.add("dtstart", due)  # the recurrence's first occurrence (RFC 5545 needs it)
     todo.add("due", due)
     if task.recurrence:
@@ -102,6 +107,14 @@ def write_todo(task, zone):
     for reminder in task.reminders:
         todo.add_component(write_alarm(task, reminder))
     return todo
+
+
+def wall_clock(when, zone):
+    """The time in the user's zone; in UTC where that zone's clock is past the last year."""
+    try:
+        return when.astimezone(zone)
+    except OverflowError:
+        return when
 
 
 def write_alarm(task, reminder):

@@ -106,3 +106,24 @@ def test_a_new_url_replaces_the_old_and_delete_revokes_it(client, alice, auth):
     assert (gone.status_code, gone.json["code"]) == (404, 404)
     assert client.get("/api/calendar/guessed-token.ics").status_code == 404
     assert client.post("/api/auth/calendar-feed").status_code == 401  # making one needs a token
+
+
+def test_the_feed_holds_the_zone_for_the_years_of_its_tasks(client, alice):
+    create(client, alice, title="Far", due_at="2045-07-03T07:00:00Z")  # 09:00 summer time
+    text = client.get(feed_path(client, alice)).get_data(as_text=True).replace("\r\n ", "")
+    assert "20450326T030000" in text  # the change to summer time that year, in the VTIMEZONE
+    far = todos(vobject.readOne(text))["Far"]
+    assert far.due.serialize().strip() == "DUE;TZID=Europe/Berlin:20450703T090000"
+
+
+@pytest.mark.parametrize("zone", ["Etc/GMT+12", "Etc/GMT-14"])
+def test_the_feed_serves_tasks_at_the_ends_of_time(client, alice, zone):
+    client.patch("/api/auth/me", json={"time_zone": zone}, headers=alice.headers)
+    create(client, alice, title="First", due_at="0001-01-01T05:00:00Z", reminders=[{"before": 60}])
+    create(client, alice, title="Last", due_at="9999-12-31T20:00:00Z")
+    create(client, alice, title="Last day", due_date="9999-12-31")
+    assert sorted(todos(read_feed(client, feed_path(client, alice)))) == [
+        "First",
+        "Last",
+        "Last day",
+    ]
