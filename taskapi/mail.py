@@ -37,11 +37,15 @@ def send(compose, payload):
     # No transaction: a token written for a message that then fails to go is never seen.
     mail = compose(payload)
     if mail is not None:
-        deliver(build_message(*mail))
+        deliver(build_message(*mail, message_id=payload.get("message_id")))
 
 
-def build_message(to, subject, text):
+def build_message(to, subject, text, message_id=None):
+    """The mail; a `message_id` fixed when it was queued makes every try of it the same
+    message, which mail clients show once."""
     message = EmailMessage()
+    if message_id:
+        message["Message-ID"] = f"<{message_id}@taskapi>"
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject

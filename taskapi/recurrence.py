@@ -162,7 +162,9 @@ def check(recurrence, due_at, due_date, time_zone):
     """RuleError unless the recurrence can run from this due."""
     if due_at is None and due_date is None:
         raise RuleError("A recurring task needs a due_at or a due_date.")
-    parse(recurrence["rule"], get_start(due_at, due_date, time_zone))
+    start = get_start(due_at, due_date, time_zone)
+    if find_after(parse(recurrence["rule"], start), start - timedelta(microseconds=1)) is None:
+        raise RuleError("UNTIL comes before the rule's first occurrence from the due.")
 
 
 def advance(recurrence, due_at, due_date, now, time_zone):

@@ -14,7 +14,9 @@ occurrence, its `at` reminders move as far as its due did.
 """
 
 import secrets
+import uuid
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import g
 from flask.views import MethodView
@@ -46,7 +48,7 @@ class Firings(MethodView):
     def get(self, args, user_id):
         """The firings of the user's reminders from `from` to `to` (at most 366 days), of open
         tasks, soonest first; a recurring task's for its current occurrence."""
-        return in_window(args["from"], args["to"])
+        return in_window(args["start"], args["end"])
 
 
 class ReminderError(ValueError):
@@ -167,7 +169,8 @@ def queue_firing(firing):
         if (reminder["id"], as_time(reminder["fires_at"])) == (firing.reminder_id, firing.fires_at):
             data = describe(task, reminder)
             webhooks.emit(task.user_id, "reminder.fired", data)
-            delivery.queue("mail:reminder", user_id=task.user_id, **data)
+            mail_id = uuid.uuid4().hex
+            delivery.queue("mail:reminder", user_id=task.user_id, message_id=mail_id, **data)
 
 
 def describe(task, reminder):
@@ -187,8 +190,19 @@ def compose(payload):
     user = User.get_or_none(User.id == payload["user_id"])
     if user is None or not user.email_verified:
         return None
-    title, due = " ".join(payload["title"].split()), payload["due_at"] or payload["due_date"]
+    title, due = " ".join(payload["title"].split()), show_due(payload, user.time_zone)
     return user.email, f"Reminder: {title}", f"{title}\n" + (f"\nDue: {due}\n" if due else "")
+
+
+def show_due(firing, time_zone):
+    """The due as the user reads it: on their clock, to the minute."""
+    if firing["due_at"] is None:
+        return firing["due_date"]
+    try:
+        local = as_time(firing["due_at"]).astimezone(ZoneInfo(time_zone))
+    except OverflowError:
+        return firing["due_at"]
+    return f"{local:%Y-%m-%d %H:%M} ({time_zone})"
 
 
 def in_window(start, end):

@@ -369,12 +369,6 @@ class TaskCompletionSchema(Schema):
     due_date = fields.Date(dump_only=True, allow_none=True)
 
 
-WindowArgsSchema = Schema.from_dict(
-    {"from": UTCDateTime(required=True), "to": UTCDateTime(required=True)},
-    name="WindowArgsSchema",
-)
-
-
 class FiringSchema(Schema):
     task_id = fields.Integer(dump_only=True)
     reminder_id = fields.Integer(dump_only=True)
@@ -439,10 +433,20 @@ class QueryBoolean(fields.Boolean):
         super().__init__(truthy={"true"}, falsy={"false"}, **kwargs)
 
 
-class SyncArgsSchema(Schema):
-    """What a syncing client sends; any other parameter is refused, not ignored."""
+class QueryArgsSchema(Schema):
+    """Query parameters: any other than these is refused, not ignored."""
 
     ALSO_READ = frozenset()  # parameters that another decorator reads
+
+    @validates_schema(pass_original=True)
+    def refuse_unknown_parameters(self, data, original, **kwargs):
+        unknown = set(original) - {field.data_key or name for name, field in self.fields.items()}
+        if unknown := unknown - self.ALSO_READ:
+            raise ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
+
+
+class SyncArgsSchema(QueryArgsSchema):
+    """What a syncing client sends."""
 
     updated_since = UTCDateTime(
         metadata={"description": "Changed after this time (with include_deleted: deletions too)"}
@@ -450,12 +454,6 @@ class SyncArgsSchema(Schema):
     include_deleted = QueryBoolean(
         load_default=False, metadata={"description": "Also list tombstones (deleted_at set)"}
     )
-
-    @validates_schema(pass_original=True)
-    def refuse_unknown_parameters(self, data, original, **kwargs):
-        unknown = set(original) - set(self.fields) - self.ALSO_READ
-        if unknown:
-            raise ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
 
 
 class TaskQueryArgsSchema(SyncArgsSchema):
@@ -584,3 +582,10 @@ class TokenUserSchema(Schema):
         if isinstance(claims.get("name"), str):
             claims = {**claims, "name": claims["name"][:100]}
         return claims
+
+
+class WindowArgsSchema(QueryArgsSchema):
+    start = UTCDateTime(required=True, data_key="from")
+    end = UTCDateTime(
+        required=True, data_key="to", metadata={"description": "After from, at most 366 days on."}
+    )

@@ -316,6 +316,10 @@ def test_plain_tasks_record_each_completion_too(client, alice):
         ({"due_at": MONDAY, "recurrence": {"rule": "FREQ=MINUTELY"}}, "at most hourly"),
         ({"due_at": MONDAY, "recurrence": {"rule": "FREQ=DAILY;UNTIL=20301231"}}, "UNTIL must be"),
         (
+            {"due_at": MONDAY, "recurrence": {"rule": "FREQ=DAILY;UNTIL=20200101T000000Z"}},
+            "UNTIL comes before",
+        ),
+        (
             {"due_at": MONDAY, "recurrence": {"rule": "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=31"}},
             "no occurrence",
         ),

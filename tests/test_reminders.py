@@ -183,10 +183,21 @@ def test_a_firing_is_mailed_once_when_it_comes(client, alice, app, smtp_server):
         "Reminder: Call the dentist, ünïcode",
     )
     assert "Call the dentist" in message.get_content()
+    assert message["Message-ID"].endswith("@taskapi>")  # the same on every try of it
     assert (
         firings(app) == []
         and task["reminders"][0]["fires_at"] == datetime.fromisoformat(soon).isoformat()
     )
+
+
+def test_a_reminder_mail_shows_the_due_on_the_users_clock(client, alice, app, smtp_server):
+    client.patch("/api/auth/me", json={"time_zone": "Europe/Berlin"}, headers=alice.headers)
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    create(client, alice, due_at="2030-07-01T07:00:00Z", reminders=[{"at": soon}])
+    time.sleep(1.1)
+    fire(app)
+    [message] = smtp_server.inbox.wait_for(1)
+    assert "Due: 2030-07-01 09:00 (Europe/Berlin)" in message.get_content()
 
 
 def test_completed_and_deleted_tasks_remind_of_nothing(client, alice, app, smtp_server):
