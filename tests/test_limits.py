@@ -163,7 +163,9 @@ def test_password_requests_past_the_waiting_room_are_refused_at_once(make_app):
     first_signed_in = min(done for response, done in results if response.status_code == 200)
     for response, done in results:
         if response.status_code == 503:
-            assert done < first_signed_in  # before any hash had finished
+            # Without waiting for a turn: one that had waited would end a whole hash after the
+            # first sign-in. (Not "before it": on a busy machine the two may end together.)
+            assert done < 1.5 * first_signed_in
 
 
 def test_the_owners_device_is_not_locked_out_by_a_stranger(make_app):
