@@ -19,8 +19,9 @@ from flask_smorest import Blueprint as BaseBlueprint
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema as BaseErrorSchema
 from flask_smorest.pagination import PaginationMetadataSchema
-from peewee import InterfaceError, OperationalError
+from peewee import InterfaceError, InternalError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
+from psycopg2.errors import ReadOnlySqlTransaction
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import ServiceUnavailable
 
@@ -98,6 +99,7 @@ class Api(BaseApi):
         self.spec.components.security_scheme("bearerAuth", BEARER_SCHEME)
         for error in DATABASE_DOWN:
             app.register_error_handler(error, self.handle_database_down)
+        app.register_error_handler(InternalError, self.handle_read_only)
         app.before_request(start_request)
         app.after_request(finish_request)
 
@@ -115,6 +117,12 @@ class Api(BaseApi):
             if name.lower() != "content-type":
                 headers.setdefault(name, value)
         return payload, code, headers
+
+    def handle_read_only(self, error):
+        """A write that reached a standby (a primary just demoted, say): try again shortly."""
+        if isinstance(getattr(error, "orig", None), ReadOnlySqlTransaction):
+            return self.handle_database_down(error)
+        raise error
 
     def handle_database_down(self, error):
         log.warning("database unavailable: %s", error)

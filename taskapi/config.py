@@ -8,7 +8,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
+import psycopg2
 from limits import parse_many
+from psycopg2.extensions import parse_dsn
 
 HOST = r"[a-z0-9-]+(\.[a-z0-9-]+)*"
 # scheme://host[:port], the host a name, an IPv6 address in brackets, or *.domain (one label).
@@ -132,19 +134,31 @@ def parse_origins(name: str, value: str) -> list[str]:
 
 
 def parse_database_url(name: str, value: str) -> str:
+    """sqlite:///path, or a PostgreSQL URL in any form libpq takes: several hosts
+    (h1:5432,h2:5432, for a failover), parameters (target_session_attrs, connect_timeout,
+    sslmode, options...). libpq reads it, so it is checked here as libpq will read it."""
     parts = urlsplit(value)
     if parts.scheme == "sqlite" and parts.path.strip("/"):
         return value
-    if parts.scheme in {"postgresql", "postgres"} and parts.path.strip("/"):
-        try:
-            parts.port  # noqa: B018 (raises ValueError on a bad port)
-        except ValueError:
-            raise ValueError(f"bad port in {value!r}") from None
+    if parts.scheme in {"postgresql", "postgres"}:
+        params = get_postgres_params(value)
+        if not params.get("dbname"):
+            raise ValueError("no database name: postgresql://user:password@host:5432/dbname")
+        if not all(port.isdigit() for port in params.get("port", "5432").split(",")):
+            raise ValueError("bad port: each host's port is a number (h1:5432,h2:5432)")
         return value
     raise ValueError(
         f"cannot use {value!r}; expected postgresql://user:password@host:5432/dbname "
         "or sqlite:///path/to/file.db"
     )
+
+
+def get_postgres_params(url: str) -> dict[str, str]:
+    """The connection parameters libpq reads in a PostgreSQL URL."""
+    try:
+        return parse_dsn(url)
+    except psycopg2.ProgrammingError as error:  # its text says what, never the password
+        raise ValueError(str(error).strip().splitlines()[0]) from None
 
 
 def parse_jwks_url(name: str, value: str) -> str:

@@ -28,6 +28,8 @@ from peewee import (
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase
 
+from .config import get_postgres_params
+
 SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
 MIGRATIONS = SCHEMA.parent / "migrations"
 POSTGRES_ONLY = "-- PostgreSQL only"
@@ -157,17 +159,20 @@ def is_as_returned(field: Any, kept: tuple[type, ...]) -> bool:
 def open_database(config: dict[str, Any]) -> Database:
     """A peewee database for DATABASE_URL; connections open lazily, on the first query."""
     url = config["DATABASE_URL"]
-    params = parse(url, unquote_password=True, unquote_user=True)
     if url.startswith("sqlite:"):
+        params = parse(url)
         os.makedirs(os.path.dirname(os.path.abspath(params["database"])), exist_ok=True)
         pragmas = {"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1}
         return SqliteDatabase(pragmas=pragmas, timeout=10, returning_clause=True, **params)
+    # libpq's own reading of the URL (several hosts, any parameter), given to it as keywords
+    params = get_postgres_params(url)
+    defaults = {"options": "-c timezone=UTC", "connect_timeout": config["DB_CONNECT_TIMEOUT"]}
     return PooledPostgres(
+        params.pop("dbname"),
         pool_size=config["DB_POOL_SIZE"],
         max_connections=config["DB_POOL_SIZE"] + config["DB_MAX_OVERFLOW"],
         timeout=POOL_WAIT_SECONDS,
-        connect_timeout=config["DB_CONNECT_TIMEOUT"],
-        **{"options": "-c timezone=UTC", **params},  # the URL's own options win
+        **defaults | params,  # the URL's own options and timeout win
     )
 
 

@@ -49,7 +49,12 @@ def test_values_are_parsed(tmp_path):
         ({"BETTER_AUTH_SECRET": "short"}, "BETTER_AUTH_SECRET: too short (5 characters)"),
         ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL: cannot use 'mysql://x/y'"),
         ({"DATABASE_URL": "postgresql://host:port/db"}, "DATABASE_URL: bad port"),
-        ({"DATABASE_URL": "postgresql://host"}, "DATABASE_URL: cannot use"),
+        ({"DATABASE_URL": "postgresql://host"}, "DATABASE_URL: no database name"),
+        ({"DATABASE_URL": "postgresql://h1:5432,h2:x/db"}, "DATABASE_URL: bad port"),
+        (
+            {"DATABASE_URL": "postgresql://u:secret@h/db?bogus=1"},
+            "DATABASE_URL: invalid dsn: invalid URI",
+        ),
         ({"JWT_EXPIRES_IN": "a day"}, "JWT_EXPIRES_IN: 'a day' is not a whole number"),
         ({"BCRYPT_ROUNDS": "3"}, "BCRYPT_ROUNDS: 3 is out of range; use a number between 4 and 31"),
         ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE: 0 is out of range"),

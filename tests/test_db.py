@@ -3,6 +3,7 @@ import subprocess
 import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pytest
 from peewee import (
@@ -392,3 +393,38 @@ def test_times_survive_a_session_in_another_time_zone(database_url, make_app):
             [task_id],
         ).fetchone()[0]
     assert stored == "17:00"
+
+
+def postgres_only(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's URLs")
+    return urlsplit(database_url)
+
+
+def test_a_url_with_several_hosts_reaches_the_one_that_answers(make_app, database_url, client):
+    """libpq's multi-host form, as a failover formation gives it: the first host is down (a
+    closed port), the second answers; and parameters in the URL (connect_timeout) are libpq's."""
+    url = postgres_only(database_url)
+    hosts = f"{url.username}@127.0.0.1:1,{url.hostname}:{url.port or 5432}"
+    several = f"postgresql://{hosts}{url.path}?connect_timeout=2&target_session_attrs=read-write"
+    other = make_app(DATABASE_URL=several).test_client()
+    assert other.get("/health").json == {"status": "ok", "database": "ok"}
+    assert (
+        other.post(
+            "/api/auth/signup", json={"email": "h@x.io", "password": "correct horse"}
+        ).status_code
+        == 201
+    )
+
+
+def test_a_write_that_reaches_a_standby_is_a_503(app, database_url):
+    """A standby takes reads and refuses writes (read-only transactions), as a primary just
+    demoted does: a 503 to try again, not a 500."""
+    url = postgres_only(database_url)
+    read_only = url._replace(query="options=-c%20default_transaction_read_only%3Don").geturl()
+    settings = {"DATABASE_URL": read_only, "BETTER_AUTH_SECRET": SECRET, "BCRYPT_ROUNDS": "4"}
+    client = create_app(settings).test_client()  # on the schema `app` made
+    assert client.get("/health").status_code == 200
+    body = {"email": "s@x.io", "password": "correct horse"}
+    response = client.post("/api/auth/signup", json=body)
+    assert (response.status_code, response.json["code"]) == (503, 503)
