@@ -8,11 +8,13 @@ from flask import Flask
 from . import (
     accounts,
     auth,
+    bounds,
     calendars,
     db,
     edge,
     health,
     lists,
+    purge,  # noqa: F401 (its job runs in the delivery worker's rounds)
     reminders,
     sessions,
     tasks,
@@ -37,6 +39,7 @@ def create_app(config=None):
     api = Api(app)  # first: its hooks time and label every request, the refused ones too
     edge.init_app(app)  # CORS, proxies, rate limits, the password gate: before the token check
     auth.init_app(app)
+    bounds.init_app(app)  # after the token check: the limits are per user
     local = (accounts.blp, sessions.blp, verification.blp) if app.config["LOCAL_ACCOUNTS"] else ()
     users = [tasks.blp, lists.blp, reminders.blp, webhooks.blp]  # under /api/users/{user_id}
     for blueprint in (*local, auth.blp, *users, calendars.blp, health.blp):

@@ -21,7 +21,7 @@ from flask_smorest.error_handler import ErrorSchema as BaseErrorSchema
 from flask_smorest.pagination import PaginationMetadataSchema
 from peewee import InterfaceError, InternalError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
-from psycopg2.errors import ReadOnlySqlTransaction
+from psycopg2.errors import QueryCanceled, ReadOnlySqlTransaction
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import ServiceUnavailable
 
@@ -66,17 +66,18 @@ class ErrorResponses(BasePlugin):
     `default`, so clients and the contract fuzzer know every code to expect."""
 
     def operation_helper(self, path=None, operations=None, **kwargs):
-        for operation in operations.values():
+        for method, operation in operations.items():
             codes = [500, 503]
+            names = {parameter.get("name") for parameter in operation.get("parameters", [])}
             if operation.get("security") != []:
                 codes += [401, 409]  # 409: a frontend token whose email another account has
+            if "{user_id}" in path and (method != "get" or "q" in names):
+                codes.append(429)  # the user's write or search limit (bounds.py)
             if "{user_id}" in path:
                 codes.append(403)
             if "requestBody" in operation:
                 codes += [400, 413, 415, 422]
-            if any(
-                parameter.get("name") == "If-Match" for parameter in operation.get("parameters", [])
-            ):
+            if "If-Match" in names:
                 codes.append(412)
             responses = operation.setdefault("responses", {})
             for code in codes:
@@ -125,10 +126,19 @@ class Api(BaseApi):
         raise error
 
     def handle_database_down(self, error):
-        log.warning("database unavailable: %s", error)
-        return self.handle_http_exception(
-            ServiceUnavailable("The database is unavailable; try again shortly.")
-        )
+        if is_timed_out(error):
+            log.warning("statement timed out: %s", error)
+            message = "The request took too long in the database; try again later."
+        else:
+            log.warning("database unavailable: %s", error)
+            message = "The database is unavailable; try again shortly."
+        return self.handle_http_exception(ServiceUnavailable(message))
+
+
+def is_timed_out(error):
+    """Whether a database error is a statement that DB_STATEMENT_TIMEOUT stopped."""
+    stopped = isinstance(getattr(error, "orig", None), QueryCanceled)
+    return stopped or str(error) == "interrupted"  # SQLite's word for it
 
 
 def start_request():

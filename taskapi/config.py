@@ -37,7 +37,6 @@ def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any
             return default
 
     sqlite_default = "sqlite:///" + os.path.join(instance_path, "taskapi.db")
-    spare_cores = max(1, (os.cpu_count() or 2) - 1)  # one core stays free for everything else
     config = {
         "DATABASE_URL": read("DATABASE_URL", sqlite_default, parse_database_url),
         "BETTER_AUTH_SECRET": read("BETTER_AUTH_SECRET", None, parse_secret),
@@ -59,10 +58,11 @@ def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any
         "JWT_AUDIENCE": read("JWT_AUDIENCE", None, lambda name, value: value),
         "BETTER_AUTH_JWKS_URL": read("BETTER_AUTH_JWKS_URL", None, parse_jwks_url),
         "BCRYPT_ROUNDS": read("BCRYPT_ROUNDS", 12, integer(minimum=4, maximum=31)),
-        "BCRYPT_CONCURRENCY": read("BCRYPT_CONCURRENCY", spare_cores, integer(minimum=1)),
+        "BCRYPT_CONCURRENCY": read("BCRYPT_CONCURRENCY", os.cpu_count() or 1, integer(minimum=1)),
         "DB_POOL_SIZE": read("DB_POOL_SIZE", 5, integer(minimum=1)),
         "DB_MAX_OVERFLOW": read("DB_MAX_OVERFLOW", 10, integer(minimum=0)),
         "DB_CONNECT_TIMEOUT": read("DB_CONNECT_TIMEOUT", 5, integer(minimum=1)),
+        "DB_STATEMENT_TIMEOUT": read("DB_STATEMENT_TIMEOUT", 5, integer(minimum=1)),
         "MAX_CONTENT_LENGTH": read("MAX_CONTENT_LENGTH", 65536, integer(minimum=1024)),
         "REQUEST_TIMEOUT": read("REQUEST_TIMEOUT", 10, integer(minimum=1)),
         "CONNECTION_LIMIT": read("CONNECTION_LIMIT", 1000, integer(minimum=10)),
@@ -75,6 +75,10 @@ def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any
             "SIGNIN_EMAIL_RATE_LIMIT", "10/minute;100/day", parse_rate_limit
         ),
         "SIGNIN_DEVICE_RATE_LIMIT": read("SIGNIN_DEVICE_RATE_LIMIT", "10/minute", parse_rate_limit),
+        "WRITE_RATE_LIMIT": read("WRITE_RATE_LIMIT", "300/minute", parse_rate_limit),
+        "SEARCH_RATE_LIMIT": read("SEARCH_RATE_LIMIT", "120/minute", parse_rate_limit),
+        "TASK_QUOTA": read("TASK_QUOTA", 10_000, integer(minimum=1)),
+        "LIST_QUOTA": read("LIST_QUOTA", 1_000, integer(minimum=1)),
         "TRUSTED_PROXIES": read("TRUSTED_PROXIES", 0, parse_proxies),
         # Webhooks to loopback, private and other internal addresses: for tests and closed
         # networks only (see webhooks.py).

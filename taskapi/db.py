@@ -76,6 +76,29 @@ class PooledPostgres(PooledPostgresqlDatabase):
             super()._close(conn, close_conn or len(self._connections) >= self.pool_size)
 
 
+class TimedSqlite(SqliteDatabase):
+    """SQLite, with PostgreSQL's statement_timeout: SQLite calls is_overdue every
+    PROGRESS_STEPS steps of a statement's program, and stops the statement ("interrupted")
+    once it has run `statement_timeout` seconds."""
+
+    PROGRESS_STEPS = 10_000  # about a millisecond's work
+
+    def __init__(self, *args: Any, statement_timeout: float, **kwargs: Any) -> None:
+        self.statement_timeout = statement_timeout
+        super().__init__(*args, **kwargs)
+
+    def _add_conn_hooks(self, conn: sqlite3.Connection) -> None:
+        super()._add_conn_hooks(conn)
+        conn.set_progress_handler(self.is_overdue, self.PROGRESS_STEPS)
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        self._state.deadline = time.monotonic() + self.statement_timeout
+        return super().execute_sql(sql, params)
+
+    def is_overdue(self) -> bool:
+        return time.monotonic() > getattr(self._state, "deadline", float("inf"))
+
+
 class Slot(Node):
     """A named parameter of a Prepared query, given its value on each run."""
 
@@ -163,16 +186,23 @@ def open_database(config: dict[str, Any]) -> Database:
         params = parse(url)
         os.makedirs(os.path.dirname(os.path.abspath(params["database"])), exist_ok=True)
         pragmas = {"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1}
-        return SqliteDatabase(pragmas=pragmas, timeout=10, returning_clause=True, **params)
+        return TimedSqlite(
+            statement_timeout=config["DB_STATEMENT_TIMEOUT"],
+            pragmas=pragmas,
+            timeout=10,
+            returning_clause=True,
+            **params,
+        )
     # libpq's own reading of the URL (several hosts, any parameter), given to it as keywords
     params = get_postgres_params(url)
-    defaults = {"options": "-c timezone=UTC", "connect_timeout": config["DB_CONNECT_TIMEOUT"]}
+    ours = f"-c timezone=UTC -c statement_timeout={config['DB_STATEMENT_TIMEOUT']}s"
+    params["options"] = f"{ours} {params.get('options', '')}".strip()  # the URL's own win
     return PooledPostgres(
         params.pop("dbname"),
         pool_size=config["DB_POOL_SIZE"],
         max_connections=config["DB_POOL_SIZE"] + config["DB_MAX_OVERFLOW"],
         timeout=POOL_WAIT_SECONDS,
-        **defaults | params,  # the URL's own options and timeout win
+        **{"connect_timeout": config["DB_CONNECT_TIMEOUT"]} | params,
     )
 
 
@@ -195,6 +225,8 @@ def run_sql(sql: str) -> None:
             for statement in split_statements(spell_for_sqlite(shared + sqlite)):
                 database.execute_sql(statement)
         else:
+            # An index built over a large table may take longer than a request may.
+            database.execute_sql("SET LOCAL statement_timeout = 0")
             database.execute_sql(shared + postgres)  # psycopg2 runs a whole script at once
 
 

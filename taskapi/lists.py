@@ -6,7 +6,7 @@ from flask import current_app, g, request, url_for
 from flask.views import MethodView
 from werkzeug.http import quote_etag
 
-from . import events, ordering
+from . import bounds, events, ordering
 from .api import Blueprint, abort
 from .db import database
 from .models import Task, TaskList, utcnow
@@ -48,6 +48,7 @@ class Lists(MethodView):
         """Make a list; it goes last."""
         with database.atomic():
             ordering.lock_user()
+            bounds.check_list_quota()
             position = ordering.last_list_position()
             found = TaskList.create(user=g.user.id, position=position, **fields)
         location = url_for(".ListById", user_id=user_id, list_id=found.id)

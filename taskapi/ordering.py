@@ -31,8 +31,11 @@ def lock_user():
     """Lock the user's row for the rest of the transaction; being a write, it also takes
     SQLite's write lock first, which SQLite needs to wait its turn rather than fail. Read what
     the lock guards in later statements: on PostgreSQL a statement sees the database as it was
-    when the statement began, before it waited for the lock."""
-    User.update(task_count=User.task_count).where(User.id == g.user.id).execute()
+    when the statement began, before it waited for the lock. Returns the user's count of live
+    tasks, as the lock holds it."""
+    query = User.update(task_count=User.task_count).where(User.id == g.user.id)
+    locked = query.returning(User.task_count).tuples().execute()
+    return locked[0][0] if locked else 0
 
 
 def refuse(field, message):

@@ -114,7 +114,7 @@ def get_device_serializer():
     return URLSafeTimedSerializer(current_app.config["BETTER_AUTH_SECRET"], salt="device")
 
 
-def hit(key, limits):
+def hit(key, limits, message=TOO_MANY):
     """One attempt against each of the limits ("10/minute;100/day"), or 429 with Retry-After."""
     if not current_app.config["RATELIMIT_ENABLED"]:
         return
@@ -122,7 +122,7 @@ def hit(key, limits):
         if not limiter.limiter.hit(limit, key):
             reset = limiter.limiter.get_window_stats(limit, key).reset_time
             retry_after = max(1, math.ceil(reset - time.time()))
-            abort(429, message=TOO_MANY, headers={"Retry-After": str(retry_after)})
+            abort(429, message=message, headers={"Retry-After": str(retry_after)})
 
 
 class DatabaseStorage(Storage):

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from peewee import SQL, Case, IntegrityError, fn
 from werkzeug.http import quote_etag
 
-from . import events, ordering, recurrence, reminders
+from . import bounds, events, ordering, recurrence, reminders
 from .api import Blueprint, abort
 from .dates import due_values, get_time_zone
 from .db import Prepared, Slot, database
@@ -540,7 +540,7 @@ def create_task(fields, key):
         with database.atomic():
             if key:
                 claim_key(key, request_hash)
-            ordering.lock_user()
+            bounds.check_task_quota(ordering.lock_user())
             place = ordering.place_new_task(fields.pop("list_id"), fields.pop("parent_id"))
             completed_at = utcnow() if fields["completed"] else None
             fields |= place | due_values(fields)

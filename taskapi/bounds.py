@@ -1,0 +1,44 @@
+"""What one user may take of the service: how many tasks and lists they keep (quotas), and how
+fast they write and search (per-user rate limits), so that one heavy or hostile account cannot
+slow everyone else down (OWASP API4, unrestricted resource consumption)."""
+
+from flask import current_app, g, request
+
+from .api import abort
+from .models import TaskList
+from .ratelimits import PASSWORD_ROUTES, hit
+
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+TOO_MANY_WRITES = "Too many changes at once; wait for the time in Retry-After, then go on."
+TOO_MANY_SEARCHES = "Too many searches at once; wait for the time in Retry-After, then go on."
+
+
+def init_app(app):
+    app.before_request(limit_user)  # after auth's load_user, which sets g.user
+
+
+def limit_user():
+    """Count a write to a user's data, or a search of it, against the user's limit; or
+    answer 429. Deleting the account has limits of its own (ratelimits.py)."""
+    user = g.get("user")
+    if user is None or "user_id" not in (request.view_args or {}):
+        return  # signing out, say, is never refused
+    config = current_app.config
+    if request.method in WRITES and request.endpoint not in PASSWORD_ROUTES:
+        hit(f"writes:{user.id}", config["WRITE_RATE_LIMIT"], TOO_MANY_WRITES)
+    elif request.args.get("q"):
+        hit(f"searches:{user.id}", config["SEARCH_RATE_LIMIT"], TOO_MANY_SEARCHES)
+
+
+def check_task_quota(task_count):
+    """409 unless the user, holding task_count live tasks (read under lock_user), may add one."""
+    quota = current_app.config["TASK_QUOTA"]
+    if task_count >= quota:
+        abort(409, message=f"An account holds at most {quota} tasks; delete some to add more.")
+
+
+def check_list_quota():
+    """409 unless the user may add a list. After lock_user()."""
+    quota = current_app.config["LIST_QUOTA"]
+    if TaskList.of(g.user.id).count() >= quota:
+        abort(409, message=f"An account holds at most {quota} lists; delete some to add more.")
