@@ -32,8 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"  # logs, ids and profiles (not committed)
 BIN = Path(sys.executable).parent
-SCENARIOS = "list get create put patch delete signin mixed list10k position10k"
+SCENARIOS = "list get create put patch delete signin mixed list10k position10k hostile"
 PASSWORD = "bench password"
+SECRET = secrets.token_urlsafe(48)  # one for every server of a run: tokens work on each
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
@@ -68,11 +69,20 @@ def main():
         rows = []
         for name in os.environ.get("BENCH_SCENARIOS", SCENARIOS).split():
             print(f"bench: {name} ...", file=sys.stderr)
+            if name == "hostile":
+                rows += measure_hostile(database_url, setup)
+                continue
             measured = measure_mixed if name == "mixed" else measure
             rows += measured(url, setup, name, [server.pid, *workers])
     report = {"settings": get_settings(), "scenarios": rows}
     (ROOT / "bench" / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(rows))
+    for row in rows:
+        if "bcrypt_ceiling" in row:
+            print(
+                f"sign-in: {row['ok_rps']}/s succeeded, {row['of_ceiling']:.0%} of bcrypt's "
+                f"{row['bcrypt_ceiling']}/s on {os.cpu_count()} cores"
+            )
 
 
 def install_wrk():
@@ -125,17 +135,20 @@ def find_postgres_program(name):
 
 
 @contextmanager
-def serve(database_url, port):
+def serve(database_url, port, **settings):
     """`python wsgi.py` in its production settings on this database, stopped with SIGTERM."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "BETTER_AUTH_SECRET": secrets.token_urlsafe(48),
+        "BETTER_AUTH_SECRET": SECRET,
         "BCRYPT_ROUNDS": str(BCRYPT_ROUNDS),
-        # A load generator signing in 32 at a time is what the rate limits are for; off here.
+        # A load generator signing in 32 at a time, or one user writing 500 times a second, is
+        # what the rate limits and quotas are for; off here, on in the hostile scenario.
         "RATELIMIT_ENABLED": "false",
+        "TASK_QUOTA": "1000000",
         "PYTHON_DOTENV_DISABLED": "1",  # measure the defaults, not a developer's .env
         "FLASK_SKIP_DOTENV": "1",
+        **settings,
     }
     subprocess.run([BIN / "flask", "--app", "taskapi", "init-db"], cwd=ROOT, env=env, check=True)
     command = [sys.executable, "wsgi.py", f"--workers={WORKERS}"]
@@ -276,6 +289,17 @@ def scenario_env(setup, name):
         },
         "list10k": {"WRK_METHOD": "GET", "WRK_PATH": heavy["tasks"], "WRK_TOKEN": heavy["token"]},
         "position10k": {"WRK_METHOD": "GET", "WRK_PATH": in_order, "WRK_TOKEN": heavy["token"]},
+        "hostile create": {
+            "WRK_METHOD": "POST",
+            "WRK_PATH": heavy["tasks"],
+            "WRK_TOKEN": heavy["token"],
+            "WRK_BODY": json.dumps({**new_task, "description": "x" * 10_000}),
+        },
+        "hostile search": {
+            "WRK_METHOD": "GET",
+            "WRK_PATH": f"{heavy['tasks']}?q=step%202",
+            "WRK_TOKEN": heavy["token"],
+        },
         "signin": {
             "WRK_METHOD": "POST",
             "WRK_PATH": "/api/auth/signin",
@@ -329,7 +353,29 @@ def measure(url, setup, name, pids):
         profiler.wait()
     per_request = round(cpu_ms / (result["requests"] + CONNECTIONS), 2)
     cpu = {"cpu_ms_per_request": per_request, "cpu_s": round(cpu_ms / 1000, 1)}
+    if name == "signin":
+        result |= compare_with_bcrypt(result)
     return [{"scenario": name, **result, **cpu, **get_peak_rss(pids)}]
+
+
+def compare_with_bcrypt(result):
+    """Sign-ins that succeeded a second, against the most bcrypt allows on this machine: one
+    process a core checking the bench's password and doing nothing else (the server is idle)."""
+    ok_rps = round((result["requests"] - result["errors"]) / DURATION, 2)
+    check = (
+        "import bcrypt, time\n"
+        f"hashed = bcrypt.hashpw(b'x', bcrypt.gensalt({BCRYPT_ROUNDS}))\n"
+        f"end, checked = time.monotonic() + {DURATION}, 0\n"
+        "while time.monotonic() < end:\n"
+        "    checked += bcrypt.checkpw(b'x', hashed)\n"
+        "print(checked)\n"
+    )
+    checkers = [
+        subprocess.Popen([BIN / "python", "-c", check], stdout=subprocess.PIPE, text=True)
+        for _ in range(os.cpu_count())
+    ]
+    ceiling = round(sum(int(checker.communicate()[0]) for checker in checkers) / DURATION, 2)
+    return {"ok_rps": ok_rps, "bcrypt_ceiling": ceiling, "of_ceiling": round(ok_rps / ceiling, 3)}
 
 
 def measure_mixed(url, setup, name, pids):
@@ -346,6 +392,33 @@ def measure_mixed(url, setup, name, pids):
         {"scenario": f"get alone, {READ_CONNECTIONS} connections", **alone},
         {"scenario": "get during sign-in flood", **loaded, **rss},
         {"scenario": f"sign-in flood, {CONNECTIONS} connections", **flooding, **rss},
+    ]
+
+
+def measure_hostile(database_url, setup):
+    """Another user's list alone, then while `heavy` (at its 10,000-task quota) floods creates
+    and searches, on a second server with the default limits and quotas on."""
+    port = get_free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve(database_url, port, RATELIMIT_ENABLED="true", TASK_QUOTA="10000") as server:
+        pids = [server.pid, *get_children(server.pid)]
+        victim = scenario_env(setup, "list")
+        run_wrk(url, victim, seconds=WARMUP)
+        wait_until_idle(pids)
+        alone = run_wrk(url, victim, connections=READ_CONNECTIONS, threads=1)
+        floods = [
+            start_wrk(url, scenario_env(setup, name), seconds=DURATION + 2)
+            for name in ("hostile create", "hostile search")
+        ]
+        time.sleep(1)
+        loaded = run_wrk(url, victim, connections=READ_CONNECTIONS, threads=1)
+        creates, searches = (finish_wrk(flood) for flood in floods)
+        rss = get_peak_rss(pids)
+    return [
+        {"scenario": f"list alone, {READ_CONNECTIONS} connections, limits on", **alone, **rss},
+        {"scenario": "list during a hostile user's flood", **loaded, **rss},
+        {"scenario": f"hostile creates at quota, {CONNECTIONS} connections", **creates, **rss},
+        {"scenario": f"hostile searches, {CONNECTIONS} connections", **searches, **rss},
     ]
 
 

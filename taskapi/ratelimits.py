@@ -34,10 +34,12 @@ PASSWORD_ROUTES = {
 TOO_MANY = "Too many attempts; wait for the time in Retry-After, then try again."
 BUSY = "Too many sign-ins at once; try again in a moment."
 DEVICE_TOKEN_SECONDS = 365 * 86400
+REFUSALS_KEPT = 10_000
 
 
 def init_app(app):
     limiter.init_app(app)
+    app.extensions["refused_until"] = {}  # key: when the window that refused it ends (see hit)
     gate = app.extensions["password_gate"] = PasswordGate(app.config["BCRYPT_CONCURRENCY"])
     app.before_request(gate.admit)
     app.teardown_request(gate.release)
@@ -115,14 +117,28 @@ def get_device_serializer():
 
 
 def hit(key, limits, message=TOO_MANY):
-    """One attempt against each of the limits ("10/minute;100/day"), or 429 with Retry-After."""
+    """One attempt against each of the limits ("10/minute;100/day"), or 429 with Retry-After.
+
+    Windows are fixed: a key refused once is refused until its window ends. This process
+    remembers that, and refuses the key's next attempts without asking the storage, so a
+    client hammering past its limit costs little more than checking its token."""
     if not current_app.config["RATELIMIT_ENABLED"]:
         return
+    refused_until = current_app.extensions["refused_until"]
+    if refused_until.get(key, 0) > time.time():
+        refuse(refused_until[key], message)
     for limit in parse_many(limits):
         if not limiter.limiter.hit(limit, key):
             reset = limiter.limiter.get_window_stats(limit, key).reset_time
-            retry_after = max(1, math.ceil(reset - time.time()))
-            abort(429, message=message, headers={"Retry-After": str(retry_after)})
+            if len(refused_until) >= REFUSALS_KEPT:
+                refused_until.clear()  # forgetting only costs a storage hit per key
+            refused_until[key] = reset
+            refuse(reset, message)
+
+
+def refuse(reset, message):
+    retry_after = max(1, math.ceil(reset - time.time()))
+    abort(429, message=message, headers={"Retry-After": str(retry_after)})
 
 
 class DatabaseStorage(Storage):

@@ -94,6 +94,10 @@ def test_writes_past_the_users_limit_get_429_and_reads_go_on(make_app):
     assert refused.json["message"] == TOO_MANY_WRITES
     assert 0 < int(refused.headers["Retry-After"]) <= 60
     assert len(client.get(heavy.tasks_url, headers=heavy.headers).json) == 3
+    for _ in range(3):  # refused by what the process remembers, not counted again
+        assert client.post(alias, json={"title": "t"}, headers=heavy.headers).status_code == 429
+    with app.app_context():
+        assert RateLimit.get(RateLimit.key.contains(f"writes:{heavy.id}")).hits == 4
     signed_out = client.post("/api/auth/signout", headers=heavy.headers)
     assert signed_out.status_code == 204  # never refused for the write limit
     with app.app_context():
