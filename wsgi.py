@@ -12,7 +12,7 @@ import sys
 from dotenv import load_dotenv
 from pythonjsonlogger.json import JsonFormatter
 
-from taskapi import create_app, delivery, edge
+from taskapi import create_app, delivery, edge, metrics
 from taskapi.config import ConfigError
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -71,10 +71,14 @@ def main(argv=None):
         signal.signal(signum, stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     log.info("%d workers, %d threads each, on %s", args.workers, args.threads, args.listen)
-    failed = False
+    failed = not serve_metrics()
+    if failed:
+        stop()
     while workers:
         pid, status = os.wait()
         workers.discard(pid)
+        if app.config["METRICS_LISTEN"]:
+            metrics.forget_process(pid)
         code = os.waitstatus_to_exitcode(status)
         if code != 0 or not stopping:
             log.error("worker %d exited unexpectedly (status %d); stopping", pid, code)
@@ -125,6 +129,20 @@ def fork_worker(sock, threads):
     os._exit(0)  # never return into the parent's code
 
 
+def serve_metrics():
+    """/metrics on METRICS_LISTEN (if set) from a thread of this process, which adds up what
+    every worker counted (taskapi/metrics.py); False if it cannot listen there."""
+    listen = app.config["METRICS_LISTEN"]
+    if listen:
+        try:
+            metrics.start_server(*listen)
+        except OSError as error:
+            log.error("cannot serve metrics on %s:%d: %s", *listen, error)
+            return False
+        log.info("metrics on http://%s:%d/metrics", *listen)
+    return True
+
+
 def start_delivery():
     """This process's delivery worker: it sends mail and calls webhooks (taskapi/delivery.py)."""
     if not app.config["SMTP_URL"]:
@@ -143,8 +161,11 @@ if __name__ == "__main__":
     sys.exit(main())
 # Imported rather than run (`flask run`, i.e. `make run`, or another server): this process serves
 # requests itself, so it makes deliveries too. Run as a script, main() never returns here
-# (sys.exit), and each forked worker starts its own delivery worker.
+# (sys.exit), and each forked worker starts its own delivery worker. So with metrics: this
+# process counts, and serves them.
 start_delivery()
+if not serve_metrics():
+    sys.exit("taskapi: cannot start: METRICS_LISTEN is not free")
 if sys.argv and os.path.basename(sys.argv[0]) in {"waitress-serve", "gunicorn", "uwsgi"}:
     log.warning(
         "%s serves taskapi without its own server settings (body and connection limits, request "

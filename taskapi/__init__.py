@@ -14,6 +14,7 @@ from . import (
     edge,
     health,
     lists,
+    metrics,
     purge,  # noqa: F401 (its job runs in the delivery worker's rounds)
     reminders,
     sessions,
@@ -40,6 +41,7 @@ def create_app(config=None):
     edge.init_app(app)  # CORS, proxies, rate limits, the password gate: before the token check
     auth.init_app(app)
     bounds.init_app(app)  # after the token check: the limits are per user
+    metrics.init_app(app)  # off unless METRICS_LISTEN is set
     local = (accounts.blp, sessions.blp, verification.blp) if app.config["LOCAL_ACCOUNTS"] else ()
     users = [tasks.blp, lists.blp, reminders.blp, webhooks.blp]  # under /api/users/{user_id}
     for blueprint in (*local, auth.blp, *users, calendars.blp, health.blp):

@@ -83,6 +83,8 @@ def load_config(environ: Mapping[str, Any], instance_path: str) -> dict[str, Any
         # Webhooks to loopback, private and other internal addresses: for tests and closed
         # networks only (see webhooks.py).
         "WEBHOOK_ALLOW_PRIVATE": read("WEBHOOK_ALLOW_PRIVATE", False, parse_bool),
+        # /metrics on an address of its own, never the public port (see metrics.py).
+        "METRICS_LISTEN": read("METRICS_LISTEN", None, parse_listen),
     }
     if not environ.get("BETTER_AUTH_SECRET"):
         errors.append(
@@ -218,6 +220,13 @@ def parse_storage_uri(name: str, value: str) -> str:
     if urlsplit(value).scheme not in {"database", "memory", "redis", "rediss", "redis+unix"}:
         raise ValueError(f"{value!r} is not database://, memory:// or redis://host:6379")
     return value
+
+
+def parse_listen(name: str, value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT, like 127.0.0.1:9464")
+    return host.strip("[]"), int(port)
 
 
 def parse_proxies(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg2
 from flask import Flask
 from flask.cli import AppGroup
 from peewee import (
@@ -26,7 +27,7 @@ from peewee import (
     TextField,
 )
 from playhouse.db_url import parse
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
 from .config import get_postgres_params
 
@@ -52,17 +53,50 @@ schema_migrations = Table("schema_migrations", ["version", "applied_at"]).bind(d
 
 
 class PooledPostgres(PooledPostgresqlDatabase):
-    """peewee's pool, with two changes:
+    """peewee's pool, with three changes:
     - it keeps at most `pool_size` idle connections (SQLAlchemy's semantics): the
       `max_overflow` extra ones opened under load are closed when handed back;
     - it pings a connection on checkout (a round trip) only if it sat idle for a while: one
       handed back a moment ago is as alive as its last query showed. A database restarted in
-      that moment costs a 503 per such connection, which is then dropped."""
+      that moment costs a 503 per such connection, which is then dropped;
+    - with metrics on (metrics.py), it counts its connections, its waits and its failures."""
+
+    metrics: Any = None  # a metrics.Metrics, when METRICS_LISTEN is set
 
     def __init__(self, *args: Any, pool_size: int, **kwargs: Any) -> None:
         self.pool_size = pool_size
         self.returned_at: dict[int, float] = {}
         super().__init__(*args, **kwargs)
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        """A free connection at once, or else peewee's wait for one (counted as such)."""
+        try:  # the first round of peewee's own loop, which would hide that it had to wait
+            return super(PooledDatabase, self).connect(reuse_if_open)
+        except MaxConnectionsExceeded:
+            if self.metrics is None:
+                return super().connect(reuse_if_open)
+        self.metrics.connection_waits.inc()
+        try:
+            return super().connect(reuse_if_open)
+        except MaxConnectionsExceeded:
+            self.metrics.connection_timeouts.inc()
+            raise
+
+    def _connect(self) -> Any:
+        with self._pool_lock:
+            try:
+                conn = super()._connect()
+            except psycopg2.OperationalError:  # PostgreSQL away, or refusing
+                if self.metrics is not None:
+                    self.metrics.connect_failures.inc()
+                raise
+            self.count_connections()
+            return conn
+
+    def count_connections(self) -> None:
+        if self.metrics is not None:
+            self.metrics.connections_in_use.set(len(self._in_use))
+            self.metrics.connections_idle.set(len(self._connections))
 
     def _is_closed(self, conn: Any) -> bool:
         idle = time.monotonic() - self.returned_at.get(id(conn), 0.0)
@@ -74,6 +108,7 @@ class PooledPostgres(PooledPostgresqlDatabase):
         with self._pool_lock:
             self.returned_at[id(conn)] = time.monotonic()
             super()._close(conn, close_conn or len(self._connections) >= self.pool_size)
+            self.count_connections()
 
 
 class TimedSqlite(SqliteDatabase):

@@ -212,6 +212,7 @@ class PasswordGate:
 
     WAIT_SECONDS = 5
     WAITING_MAX = 64
+    metrics = None  # a metrics.Metrics, when METRICS_LISTEN is set
 
     def __init__(self, concurrency):
         self.slots = multiprocessing.BoundedSemaphore(concurrency)
@@ -228,7 +229,7 @@ class PasswordGate:
     def admit(self):
         if request.endpoint in PASSWORD_ROUTES:
             if not self.admitted.acquire(blocking=False):
-                refuse_busy()
+                self.refuse("busy")
             g.admitted = True
             self.lend_thread(1)
 
@@ -247,13 +248,23 @@ class PasswordGate:
     @contextmanager
     def turn(self):
         """One of the `concurrency` hashing slots, or 503 after WAIT_SECONDS."""
-        if not self.slots.acquire(timeout=self.WAIT_SECONDS):
-            refuse_busy()
+        if not self.slots.acquire(block=False) and not self.wait_for_slot():
+            self.refuse("timeout")
         try:
             yield
         finally:
             self.slots.release()
 
+    def wait_for_slot(self):
+        if self.metrics is None:
+            return self.slots.acquire(timeout=self.WAIT_SECONDS)
+        self.metrics.password_waits.inc()
+        with self.metrics.password_waiting.track_inprogress():
+            return self.slots.acquire(timeout=self.WAIT_SECONDS)
 
-def refuse_busy():
-    abort(503, message=BUSY, headers={"Retry-After": "1"})
+    def refuse(self, reason):
+        """503 with Retry-After: too many waiting in this process (busy), or no slot came free
+        in time (timeout)."""
+        if self.metrics is not None:
+            self.metrics.password_refused.labels(reason).inc()
+        abort(503, message=BUSY, headers={"Retry-After": "1"})

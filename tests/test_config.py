@@ -23,6 +23,7 @@ def test_defaults(tmp_path):
     assert config["MAX_CONTENT_LENGTH"] == 65536
     assert config["JWT_ISSUER"] is None and config["JWT_AUDIENCE"] is None
     assert config["BETTER_AUTH_JWKS_URL"] is None
+    assert config["METRICS_LISTEN"] is None  # no metrics, nothing more listening
 
 
 def test_values_are_parsed(tmp_path):
@@ -34,8 +35,10 @@ def test_values_are_parsed(tmp_path):
         "JWT_EXPIRES_IN": "3600",
         "BCRYPT_ROUNDS": "10",
         "BETTER_AUTH_JWKS_URL": "https://app.example.com/api/auth/jwks",
+        "METRICS_LISTEN": "[::1]:9464",
     }
     config = load_config(environ, str(tmp_path))
+    assert config["METRICS_LISTEN"] == ("::1", 9464)
     assert config["BETTER_AUTH_JWKS_URL"] == "https://app.example.com/api/auth/jwks"
     assert config["CORS_ORIGINS"] == ["https://a.example.com", "https://b.example.com"]
     assert config["CORS_ALLOW_CREDENTIALS"] is True
@@ -70,6 +73,10 @@ def test_values_are_parsed(tmp_path):
         ({"CORS_ORIGINS": "localhost:3000"}, "CORS_ORIGINS: 'localhost:3000' is not an origin"),
         ({"BETTER_AUTH_JWKS_URL": "app.example.com/jwks"}, "BETTER_AUTH_JWKS_URL: 'app.exa"),
         ({"BETTER_AUTH_JWKS_URL": "file:///etc/jwks.json"}, "BETTER_AUTH_JWKS_URL: 'file:"),
+        ({"METRICS_LISTEN": "9464"}, "METRICS_LISTEN: '9464' is not HOST:PORT"),
+        ({"METRICS_LISTEN": "127.0.0.1:"}, "METRICS_LISTEN: '127.0.0.1:' is not HOST:PORT"),
+        ({"METRICS_LISTEN": "[::1]:99999"}, "METRICS_LISTEN: '[::1]:99999' is not HOST:PORT"),
+        ({"METRICS_LISTEN": "[]:9464"}, "METRICS_LISTEN: '[]:9464' is not HOST:PORT"),
     ],
 )
 def test_each_mistake_is_one_line_naming_the_variable(tmp_path, environ, message):
