@@ -7,6 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 THREADS ?=
 CHROMIUM ?= /usr/bin/chromium
+PROMETHEUS ?= /usr/bin/prometheus
 TS := tests/e2e/typescript
 BETTER_AUTH := tests/e2e/better_auth
 
@@ -52,9 +53,15 @@ test: install
 
 # The production topology on loopback, from deploy/: nginx (TLS) -> 2 waitress -> PgBouncer ->
 # a fresh database at TEST_POSTGRES_URL; one process is killed under load. Needs nginx and
-# pgbouncer (deploy/topology.sh installs them from Debian when run as root).
-topology: install
+# pgbouncer (deploy/topology.sh installs them from Debian when run as root). And Prometheus
+# scraping the metrics of `python wsgi.py --workers 2`.
+topology: install $(PROMETHEUS)
 	$(BIN)/pytest tests/topology
+
+# Debian's Prometheus, for tests/topology/test_prometheus.py (installed as root).
+/usr/bin/prometheus:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends prometheus
 
 # The Dockerfile lint, then the browser, TypeScript client and Better Auth tests (tests/e2e).
 # Needs Chromium and Node.js 20+ (and a C++ compiler: better-sqlite3 builds from source).

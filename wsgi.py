@@ -118,6 +118,7 @@ def fork_worker(sock, threads):
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         start_delivery()  # threads do not survive fork(): each worker starts its own
+        metrics.start_sampling(app)
         server = edge.create_server(app, threads, sockets=[sock])
         server.print_listen("Serving on http://{}:{}")
         server.run()
@@ -164,6 +165,7 @@ if __name__ == "__main__":
 # (sys.exit), and each forked worker starts its own delivery worker. So with metrics: this
 # process counts, and serves them.
 start_delivery()
+metrics.start_sampling(app)
 if not serve_metrics():
     sys.exit("taskapi: cannot start: METRICS_LISTEN is not free")
 if sys.argv and os.path.basename(sys.argv[0]) in {"waitress-serve", "gunicorn", "uwsgi"}:

@@ -59,7 +59,7 @@ class PooledPostgres(PooledPostgresqlDatabase):
     - it pings a connection on checkout (a round trip) only if it sat idle for a while: one
       handed back a moment ago is as alive as its last query showed. A database restarted in
       that moment costs a 503 per such connection, which is then dropped;
-    - with metrics on (metrics.py), it counts its connections, its waits and its failures."""
+    - with metrics on (metrics.py), it counts its waits and its failures to connect."""
 
     metrics: Any = None  # a metrics.Metrics, when METRICS_LISTEN is set
 
@@ -83,20 +83,17 @@ class PooledPostgres(PooledPostgresqlDatabase):
             raise
 
     def _connect(self) -> Any:
-        with self._pool_lock:
-            try:
-                conn = super()._connect()
-            except psycopg2.OperationalError:  # PostgreSQL away, or refusing
-                if self.metrics is not None:
-                    self.metrics.connect_failures.inc()
-                raise
-            self.count_connections()
-            return conn
+        try:
+            return super()._connect()
+        except psycopg2.OperationalError:  # PostgreSQL away, or refusing
+            if self.metrics is not None:
+                self.metrics.connect_failures.inc()
+            raise
 
-    def count_connections(self) -> None:
-        if self.metrics is not None:
-            self.metrics.connections_in_use.set(len(self._in_use))
-            self.metrics.connections_idle.set(len(self._connections))
+    def get_connection_counts(self) -> tuple[int, int]:
+        """How many connections are in use, and how many idle, now."""
+        with self._pool_lock:
+            return len(self._in_use), len(self._connections)
 
     def _is_closed(self, conn: Any) -> bool:
         idle = time.monotonic() - self.returned_at.get(id(conn), 0.0)
@@ -108,7 +105,6 @@ class PooledPostgres(PooledPostgresqlDatabase):
         with self._pool_lock:
             self.returned_at[id(conn)] = time.monotonic()
             super()._close(conn, close_conn or len(self._connections) >= self.pool_size)
-            self.count_connections()
 
 
 class TimedSqlite(SqliteDatabase):

@@ -7,9 +7,12 @@ import functools
 import os
 import shutil
 import tempfile
+import threading
 import time
 
 from flask import g, request
+
+from .db import PooledPostgres, database
 
 # Any other method (a client may send any word) is counted as "other": one series per word
 # would let a client grow the metrics without bound.
@@ -17,18 +20,19 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 UNMATCHED = "unmatched"  # the route of a request no URL rule matched (404, 405)
 # A read takes a few milliseconds, a sign-in about a quarter of a second, the slowest 10 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# The pool's connections are sampled this often rather than written at each checkout: that
+# would cost every request two more file writes, for a gauge Prometheus reads every 15 s or so.
+SAMPLE_SECONDS = 1.0
 
 
 def init_app(app):
     if app.config["METRICS_LISTEN"] is None:
         return
-    from .db import database  # here: db.py's pool refers to this module's Metrics
-
     metrics = get_metrics()
     app.extensions["metrics"] = metrics
     app.extensions["password_gate"].metrics = metrics
-    if hasattr(database.obj, "metrics"):  # PostgreSQL's pool; SQLite has none
-        database.obj.metrics = metrics
+    if get_pool() is not None:
+        get_pool().metrics = metrics
     app.after_request(metrics.count_request)
 
 
@@ -59,6 +63,20 @@ def start_server(host, port):
     registry = client.CollectorRegistry()
     client.multiprocess.MultiProcessCollector(registry)
     client.start_http_server(port, host, registry)
+
+
+def start_sampling(app):
+    """A thread of this process writing its pool's connections to the gauges every second
+    (threads do not survive fork(): each worker starts its own)."""
+    metrics = app.extensions.get("metrics")
+    pool = get_pool()
+    if metrics is not None and pool is not None:
+        threading.Thread(target=metrics.sample_forever, args=(pool,), daemon=True).start()
+
+
+def get_pool():
+    """PostgreSQL's pool; None on SQLite, which has none."""
+    return database.obj if isinstance(database.obj, PooledPostgres) else None
 
 
 def forget_process(pid):
@@ -114,10 +132,27 @@ class Metrics:
             ["reason"],
         )
 
+        self.series = {}  # (route, method, status): its counter and histogram, found once
+
     def count_request(self, response):
         """By the route's template, never the path: each id would make series of its own."""
         route = request.url_rule.rule if request.url_rule else UNMATCHED
         method = request.method if request.method in METHODS else "other"
-        self.requests.labels(route, method, response.status_code).inc()
-        self.latency.labels(route, method).observe(time.perf_counter() - g.started)
+        key = (route, method, response.status_code)
+        if key not in self.series:
+            count = self.requests.labels(*key)
+            self.series[key] = (count, self.latency.labels(route, method))
+        count, latency = self.series[key]
+        count.inc()
+        latency.observe(time.perf_counter() - g.started)
         return response
+
+    def sample_forever(self, pool):
+        while True:
+            self.sample(pool)
+            time.sleep(SAMPLE_SECONDS)
+
+    def sample(self, pool):
+        in_use, idle = pool.get_connection_counts()
+        self.connections_in_use.set(in_use)
+        self.connections_idle.set(idle)

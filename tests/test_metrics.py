@@ -103,9 +103,12 @@ def test_without_metrics_listen_nothing_is_counted_and_no_route_serves_them(make
 def test_database_connections_in_use_and_idle(app, database_url):
     if database_url.startswith("sqlite"):
         pytest.skip("SQLite has no pool")
+    sample = app.extensions["metrics"].sample
     with app.app_context():
         db.ping()
+        sample(metrics.get_pool())
         assert read("taskapi_db_connections_in_use") == 1
+    sample(metrics.get_pool())
     assert read("taskapi_db_connections_in_use") == 0
     assert read("taskapi_db_connections_idle") >= 1
 
@@ -234,9 +237,22 @@ def test_both_workers_are_counted_and_served_on_their_own_address_only(start_ser
     sent = list_until_both_workers_served(server)
     samples = scrape(port)
     assert samples["taskapi_requests_total", list_route()] == sent
+    timed = frozenset({("route", TASKS), ("method", "GET")})
+    assert samples["taskapi_request_duration_seconds_count", timed] == sent
     with pytest.raises(urllib.error.HTTPError) as public:
         urllib.request.urlopen(f"{server.url}/metrics", timeout=10)
     assert public.value.code == 404
+
+
+def test_each_worker_samples_its_pool(start_server, database_url):
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no pool")
+    port = get_free_port()
+    server = start_server("--workers=2", METRICS_LISTEN=f"127.0.0.1:{port}")
+    list_until_both_workers_served(server)
+    idle = ("taskapi_db_connections_idle", frozenset())
+    wait_until(lambda: scrape(port)[idle] >= 2)  # each worker keeps its connections open
+    assert scrape(port)["taskapi_db_connections_in_use", frozenset()] == 0
 
 
 def get_metrics_directories():
