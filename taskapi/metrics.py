@@ -85,6 +85,8 @@ def forget_process(pid):
 
 
 class Metrics:
+    """Every metric the service exports, as prometheus_client objects."""
+
     def __init__(self, client):
         def gauge(name, text):  # the sum over the processes alive
             return client.Gauge(name, text, registry=None, multiprocess_mode="livesum")
@@ -131,7 +133,6 @@ class Metrics:
             "Password requests answered 503: too many waiting (busy) or none came free (timeout).",
             ["reason"],
         )
-
         self.series = {}  # (route, method, status): its counter and histogram, found once
 
     def count_request(self, response):
