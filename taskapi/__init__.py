@@ -8,7 +8,6 @@ from flask import Flask
 from . import (
     accounts,
     auth,
-    bounds,
     calendars,
     db,
     edge,
@@ -40,7 +39,6 @@ def create_app(config=None):
     api = Api(app)  # first: its hooks time and label every request, the refused ones too
     edge.init_app(app)  # CORS, proxies, rate limits, the password gate: before the token check
     auth.init_app(app)
-    bounds.init_app(app)  # after the token check: the limits are per user
     metrics.init_app(app)  # off unless METRICS_LISTEN is set
     local = (accounts.blp, sessions.blp, verification.blp) if app.config["LOCAL_ACCOUNTS"] else ()
     users = [tasks.blp, lists.blp, reminders.blp, webhooks.blp]  # under /api/users/{user_id}

@@ -6,7 +6,7 @@ import jwt
 from flask import current_app, g, request
 from marshmallow import ValidationError
 
-from . import reminders
+from . import bounds, reminders
 from .api import Blueprint, abort
 from .dates import move_all_day_tasks
 from .db import database
@@ -101,8 +101,12 @@ def load_user():
     if request.method == "OPTIONS" or request.endpoint is None or request.endpoint in PUBLIC:
         return  # preflights carry no token; unknown URLs stay 404
     g.user = get_or_provision_user(get_token_claims())
-    if request.view_args.get("user_id", g.user.id) != g.user.id:
+    if "user_id" not in request.view_args:
+        return
+    if request.view_args["user_id"] != g.user.id:
         abort(403, message="This token's user may not access another user's data.")
+    if request.method != "GET" or "q" in request.args:
+        bounds.limit_user(g.user)  # a write to the user's data, or a search of it
 
 
 def get_token_claims():

@@ -13,20 +13,14 @@ TOO_MANY_WRITES = "Too many changes at once; wait for the time in Retry-After, t
 TOO_MANY_SEARCHES = "Too many searches at once; wait for the time in Retry-After, then go on."
 
 
-def init_app(app):
-    app.before_request(limit_user)  # after auth's load_user, which sets g.user
-
-
-def limit_user():
-    """Count a write to a user's data, or a search of it, against the user's limit; or
-    answer 429. Deleting the account has limits of its own (ratelimits.py)."""
-    user = g.get("user")
-    if user is None or "user_id" not in (request.view_args or {}):
-        return  # signing out, say, is never refused
+def limit_user(user):
+    """Count a write to the user's data, or a search of it, against the user's limit; or
+    answer 429. Called by auth.load_user for the routes under /api/users/{user_id}; deleting
+    the account has limits of its own (ratelimits.py)."""
     config = current_app.config
     if request.method in WRITES and request.endpoint not in PASSWORD_ROUTES:
         hit(f"writes:{user.id}", config["WRITE_RATE_LIMIT"], TOO_MANY_WRITES)
-    elif request.args.get("q"):
+    elif request.method == "GET" and request.args.get("q"):
         hit(f"searches:{user.id}", config["SEARCH_RATE_LIMIT"], TOO_MANY_SEARCHES)
 
 
