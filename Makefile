@@ -13,7 +13,7 @@ BETTER_AUTH := tests/e2e/better_auth
 
 WORKERS ?= $(shell nproc)
 
-.PHONY: install run serve test topology lint e2e bench clean
+.PHONY: install run serve test topology ha lint e2e bench clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,12 @@ topology: install $(PROMETHEUS)
 /usr/bin/prometheus:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends prometheus
+
+# A failover under load: a pg_auto_failover formation on loopback (deploy/ha.sh: a monitor and
+# two PostgreSQL nodes in synchronous replication), taskapi on its multi-host URL, the primary
+# killed. Needs Debian's pg_auto_failover (deploy/ha.sh installs it when run as root).
+ha: install
+	$(BIN)/pytest tests/ha
 
 # The Dockerfile lint, then the browser, TypeScript client and Better Auth tests (tests/e2e).
 # Needs Chromium and Node.js 20+ (and a C++ compiler: better-sqlite3 builds from source).

@@ -56,13 +56,13 @@ class Response:
 
 
 class Client:
-    """HTTPS to nginx, trusting the topology's own certificate; one connection per request, so
-    threads can share it."""
+    """HTTPS to nginx, trusting the topology's own certificate (or plain HTTP to a server, with
+    no `ca`); one connection per request, so threads can share it."""
 
-    def __init__(self, url, ca, source="127.0.0.1"):
+    def __init__(self, url, ca=None, source="127.0.0.1"):
         """source: the client's own address (any of 127.0.0.0/8 reaches nginx on loopback)."""
         self.url = urlsplit(url)
-        self.context = ssl.create_default_context(cafile=ca)
+        self.context = ssl.create_default_context(cafile=ca) if ca else None
         self.source = source
 
     def request(self, method, path, body=None, token=None, headers=None):
@@ -74,13 +74,11 @@ class Client:
         if body is not None:
             headers["Content-Type"] = "application/json"
             body = json.dumps(body)
-        connection = http.client.HTTPSConnection(
-            self.url.hostname,
-            self.url.port,
-            context=self.context,
-            timeout=30,
-            source_address=(self.source, 0),
-        )
+        settings = {"timeout": 30, "source_address": (self.source, 0)}
+        if self.context:
+            settings["context"] = self.context
+        connect = http.client.HTTPSConnection if self.context else http.client.HTTPConnection
+        connection = connect(self.url.hostname, self.url.port, **settings)
         try:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
