@@ -107,8 +107,8 @@ def test_killing_the_primary_under_load(formation, start_server, capsys):
             time.sleep(SECONDS_BEFORE_KILL)
             with replay_held(int(formation[f"HA_{standby}_PID"])):
                 time.sleep(SECONDS_HELD)  # every writer's create waits for its commit
-                kill_node(int(formation[f"HA_{primary}_PID"]))
                 killed_at = time.time()
+                kill_node(int(formation[f"HA_{primary}_PID"]))
             wait_for(lambda: load.get("create", 201, killed_at), killed_at + 60)
             time.sleep(SECONDS_AFTER_RECOVERY)
         finally:
@@ -124,6 +124,7 @@ def test_killing_the_primary_under_load(formation, start_server, capsys):
     assert not [line for line in server.log_lines() if line["level"] in ("ERROR", "CRITICAL")]
     assert load.get("list", 503) and load.get("create", 503)  # the kill met both
 
+    assert load.get("create", 201, killed_at), f"no write served after the kill: {statuses}"
     back_at = min(outcome.at for outcome in load.get("create", 201, killed_at))
     assert back_at - killed_at < WRITES_BACK_WITHIN
     assert all(outcome.status < 300 for outcome in answers if outcome.sent > back_at), statuses
