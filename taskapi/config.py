@@ -15,6 +15,12 @@ from psycopg2.extensions import parse_dsn
 HOST = r"[a-z0-9-]+(\.[a-z0-9-]+)*"
 # scheme://host[:port], the host a name, an IPv6 address in brackets, or *.domain (one label).
 ORIGIN = re.compile(rf"https?://({HOST}|\[[0-9a-f:.]+\]|\*\.[a-z0-9-]+\.{HOST})(:[0-9]{{1,5}})?")
+PORTS = range(1, 65536)
+# The values libpq takes for the parameters a failover depends on.
+LIBPQ_CHOICES = {
+    "target_session_attrs": "any read-write read-only primary standby prefer-standby".split(),
+    "sslmode": "prefer disable allow require verify-ca verify-full".split(),
+}
 
 
 class ConfigError(click.ClickException):
@@ -147,16 +153,30 @@ def parse_database_url(name: str, value: str) -> str:
     if parts.scheme == "sqlite" and parts.path.strip("/"):
         return value
     if parts.scheme in {"postgresql", "postgres"}:
-        params = get_postgres_params(value)
-        if not params.get("dbname"):
-            raise ValueError("no database name: postgresql://user:password@host:5432/dbname")
-        if not all(port.isdigit() for port in params.get("port", "5432").split(",")):
-            raise ValueError("bad port: each host's port is a number (h1:5432,h2:5432)")
+        check_postgres_params(get_postgres_params(value))
         return value
     raise ValueError(
         f"cannot use {value!r}; expected postgresql://user:password@host:5432/dbname "
         "or sqlite:///path/to/file.db"
     )
+
+
+def check_postgres_params(params: dict[str, str]) -> None:
+    """What libpq checks only as it connects: a mistake here stops the start-up, rather than
+    answering 503 to every request."""
+    if not params.get("dbname"):
+        raise ValueError("no database name: postgresql://user:password@host:5432/dbname")
+    hosts = (params.get("hostaddr") or params.get("host") or "").split(",")
+    ports = params.get("port", "").split(",")  # "": libpq's default, 5432
+    if not all(re.fullmatch("[0-9]{0,5}", port) and int(port or 5432) in PORTS for port in ports):
+        raise ValueError("bad port: each host's port is a number (h1:5432,h2:5432)")
+    if len(ports) not in (1, len(hosts)):
+        raise ValueError(f"{len(ports)} ports for {len(hosts)} hosts: one each, or one for all")
+    if not re.fullmatch(r"\s*[-+]?[0-9]+\s*", params.get("connect_timeout", "0")):
+        raise ValueError("connect_timeout is a number of seconds")
+    for key, choices in LIBPQ_CHOICES.items():
+        if params.get(key, choices[0]) not in choices:
+            raise ValueError(f"{key} {params[key]!r} is not one of {', '.join(choices)}")
 
 
 def get_postgres_params(url: str) -> dict[str, str]:

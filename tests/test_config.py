@@ -54,6 +54,17 @@ def test_values_are_parsed(tmp_path):
         ({"DATABASE_URL": "postgresql://host:port/db"}, "DATABASE_URL: bad port"),
         ({"DATABASE_URL": "postgresql://host"}, "DATABASE_URL: no database name"),
         ({"DATABASE_URL": "postgresql://h1:5432,h2:x/db"}, "DATABASE_URL: bad port"),
+        ({"DATABASE_URL": "postgresql://h1:5432,h2:65536/db"}, "DATABASE_URL: bad port"),
+        ({"DATABASE_URL": "postgresql://h1,h2/db?port=1,2,3"}, "DATABASE_URL: 3 ports for 2 hosts"),
+        (
+            {"DATABASE_URL": "postgresql://h/db?target_session_attrs=readwrite"},
+            "DATABASE_URL: target_session_attrs 'readwrite' is not one of any, read-write,",
+        ),
+        ({"DATABASE_URL": "postgresql://h/db?sslmode=on"}, "DATABASE_URL: sslmode 'on' is not"),
+        (
+            {"DATABASE_URL": "postgresql://h/db?connect_timeout=soon"},
+            "DATABASE_URL: connect_timeout is a number of seconds",
+        ),
         (
             {"DATABASE_URL": "postgresql://u:secret@h/db?bogus=1"},
             "DATABASE_URL: invalid dsn: invalid URI",
@@ -86,6 +97,20 @@ def test_each_mistake_is_one_line_naming_the_variable(tmp_path, environ, message
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app@h1,h2:5433/tasks",  # h1 on libpq's default port, 5432
+        "postgresql://app@h1:5432,h2/tasks?target_session_attrs=read-write&connect_timeout=2",
+        "postgresql://app@[::1]:5432,h2:5432/tasks?sslmode=verify-full",
+        "postgresql:///tasks?host=h1,h2&port=5432",
+    ],
+)
+def test_every_multi_host_form_libpq_reads_is_taken(tmp_path, url):
+    config = load_config({"BETTER_AUTH_SECRET": SECRET, "DATABASE_URL": url}, str(tmp_path))
+    assert config["DATABASE_URL"] == url
+
+
 def test_all_mistakes_are_reported_at_once(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config({"BCRYPT_ROUNDS": "x", "DB_POOL_SIZE": "y"}, str(tmp_path))
@@ -102,8 +127,18 @@ def test_create_app_refuses_a_short_secret(tmp_path):
         create_app({"BETTER_AUTH_SECRET": "x" * 31, "DATABASE_URL": f"sqlite:///{tmp_path}/t.db"})
 
 
-def test_production_entry_point_refuses_to_start_with_one_clear_line(tmp_path):
-    environ = {"PATH": "/usr/bin:/bin", "BETTER_AUTH_SECRET": "too-short"}
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        ({"BETTER_AUTH_SECRET": "too-short"}, "BETTER_AUTH_SECRET: too short (9 characters)"),
+        (
+            {"BETTER_AUTH_SECRET": SECRET, "DATABASE_URL": "postgresql://u:hunter2@h1,h2:x/db"},
+            "DATABASE_URL: bad port: each host's port is a number",
+        ),
+    ],
+)
+def test_production_entry_point_refuses_to_start_with_one_clear_line(tmp_path, settings, line):
+    environ = {"PATH": "/usr/bin:/bin", **settings}
     result = subprocess.run(
         [sys.executable, "-c", "import wsgi"],
         cwd=tmp_path.parent,
@@ -113,12 +148,8 @@ def test_production_entry_point_refuses_to_start_with_one_clear_line(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .startswith("taskapi: cannot start: BETTER_AUTH_SECRET: too short (9 characters)")
-    )
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"taskapi: cannot start: {line}")
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
 
 
 @pytest.mark.parametrize(
