@@ -10,7 +10,8 @@
 # HA_PORT  the monitor's port; the two nodes take the next two (9350)
 #
 # pg_autoctl and initdb refuse to run as root: as root, they run as the `postgres` user (and
-# the packages are installed if missing); otherwise as the current user.
+# the packages are installed if missing); otherwise as the current user, who must be able to
+# write in /var/run/postgresql (Debian's socket folder: its group may).
 set -euo pipefail
 
 dir=${HA_DIR:-${TMPDIR:-/tmp}/taskapi-ha}
@@ -29,6 +30,8 @@ die() {
 start() {
     [ ! -e "$dir/env" ] || die "already running from $dir; run '$0 stop' first"
     install_packages
+    [ "$(id -u)" -eq 0 ] || [ -w /var/run/postgresql ] ||
+        die "Postgres writes its socket in /var/run/postgresql: run as root, or join its group"
     for p in "$monitor_port" "${node_ports[@]}"; do
         ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || die "port $p is in use"
     done
@@ -43,8 +46,10 @@ start() {
     create_node node2 "${node_ports[1]}" # a base backup of node1, so node1 runs first
     run node2
     wait_for_formation
+    local url
+    url=$(database_url "127.0.0.1:${node_ports[0]},127.0.0.1:${node_ports[1]}")
     cat >"$dir/env" <<EOF
-HA_DATABASE_URL=$(database_url "127.0.0.1:${node_ports[0]},127.0.0.1:${node_ports[1]}")?target_session_attrs=read-write&connect_timeout=2
+HA_DATABASE_URL=$url?target_session_attrs=read-write&connect_timeout=2
 HA_NODE1_URL=$(database_url "127.0.0.1:${node_ports[0]}")
 HA_NODE2_URL=$(database_url "127.0.0.1:${node_ports[1]}")
 HA_NODE1_PID=$(get_pid node1)
@@ -52,7 +57,7 @@ HA_NODE2_PID=$(get_pid node2)
 HA_MONITOR_URL=$monitor_url
 EOF
     trap - EXIT
-    echo "PostgreSQL formation up: $(database_url "127.0.0.1:${node_ports[0]},127.0.0.1:${node_ports[1]}") (details: $dir/env)"
+    echo "PostgreSQL formation up: $url (details: $dir/env)"
 }
 
 failed() {

@@ -184,9 +184,12 @@ def is_unavailable(outcome):
     body = json.loads(outcome.body)
     if outcome.what == "health":
         return body == OUTAGE
-    return outcome.headers["content-type"] == "application/json" and (
-        body["code"] == 503 and body["message"] == body["detail"] == UNAVAILABLE
-    )
+    return outcome.headers["content-type"] == "application/json" and body == {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": UNAVAILABLE,
+        "detail": UNAVAILABLE,
+    }
 
 
 def kill_node(pid):
