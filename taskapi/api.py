@@ -128,11 +128,11 @@ class Api(BaseApi):
     def handle_database_down(self, error):
         if is_timed_out(error):
             log.warning("statement timed out: %s", error)
-            message = "The request took too long in the database; try again later."
+            message, retry_after = "The request took too long in the database; try again later.", 5
         else:
             log.warning("database unavailable: %s", error)
-            message = "The database is unavailable; try again shortly."
-        return self.handle_http_exception(ServiceUnavailable(message))
+            message, retry_after = "The database is unavailable; try again shortly.", 1
+        return self.handle_http_exception(ServiceUnavailable(message, retry_after=retry_after))
 
 
 def is_timed_out(error):

@@ -153,6 +153,7 @@ def test_a_statement_past_the_timeout_is_a_503_and_the_service_goes_on(start_ser
     assert stopped.json()["message"] == (
         "The request took too long in the database; try again later."
     )
+    assert stopped.headers["Retry-After"] == "5"
     assert 1 <= waited < 3
     assert requests.post(url, json={"title": "goes"}, headers=headers).status_code == 201
     assert [task["title"] for task in requests.get(url, headers=headers).json()] == ["goes"]

@@ -103,6 +103,7 @@ def test_database_unreachable_is_503():
     response = client.post("/api/auth/signin", json=body)
     assert_error_shape(response, 503)
     assert response.json["message"] == "The database is unavailable; try again shortly."
+    assert response.headers["Retry-After"] == "1"
     assert json.dumps(response.json).count("127.0.0.1") == 0
 
 
