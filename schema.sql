@@ -284,11 +284,14 @@ BEGIN
     VALUES (NEW.id, 'Inbox', TRUE, 'a0', NEW.created_at, NEW.created_at);
 END;
 
--- PostgreSQL only: trigram indexes serve the case-insensitive search (q=) in titles and
--- descriptions; SQLite scans the user's own tasks instead.
+-- PostgreSQL only: the case-insensitive search (q=) in titles and descriptions reads only the
+-- user's matching tasks: one GIN index holds the user (btree_gin) with the trigrams of both
+-- texts (pg_trgm). A query of one or two characters has no trigram: the planner takes the
+-- user's index on created_at then, as before. SQLite scans the user's own tasks.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE INDEX IF NOT EXISTS tasks_title_trgm_idx ON tasks USING gin (title gin_trgm_ops);
-CREATE INDEX IF NOT EXISTS tasks_description_trgm_idx ON tasks USING gin (description gin_trgm_ops);
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+CREATE INDEX IF NOT EXISTS tasks_user_id_search_idx ON tasks
+    USING gin (user_id, title gin_trgm_ops, description gin_trgm_ops);
 
 -- Keeps users.task_count equal to the user's live tasks: once per statement, from the rows it
 -- changed (transition tables), so a bulk insert or clear adds one UPDATE per user, not per row.
