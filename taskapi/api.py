@@ -215,6 +215,18 @@ class Parser(FlaskParser):
         abort(400, message="The body is not valid JSON.")
 
 
+class PageSchema(PaginationMetadataSchema):
+    next_cursor = ma.fields.String(
+        metadata={
+            "description": "The task list only: send it as `after` for the next page (absent on "
+            "the last one). Opaque, for this user and this sort."
+        }
+    )
+
+
+NUMBERED = {"page", "previous_page", "next_page"}
+
+
 class Blueprint(BaseBlueprint):
     ARGUMENTS_PARSER = Parser()
     # flask-smorest builds a marshmallow schema for every page's X-Pagination; what it says
@@ -223,11 +235,25 @@ class Blueprint(BaseBlueprint):
         functools.lru_cache(maxsize=1024)(BaseBlueprint._make_pagination_metadata)
     )
 
+    def _set_pagination_metadata(self, page_params, result, headers):
+        """flask-smorest's header, with next_cursor where the view sets one (the task list).
+        A page reached by cursor has no number: page, previous_page and next_page are left out."""
+        metadata = self._make_pagination_metadata(
+            page_params.page, page_params.page_size, page_params.item_count
+        )
+        if getattr(page_params, "after", False):
+            metadata = {key: value for key, value in metadata.items() if key not in NUMBERED}
+        if next_cursor := getattr(page_params, "next_cursor", None):
+            metadata = {**metadata, "next_cursor": next_cursor}  # the cached dict stays as it is
+        headers = headers or {}
+        headers[self.PAGINATION_HEADER_NAME] = json.dumps(metadata)
+        return result, headers
+
     def _document_pagination_metadata(self, spec, resp_doc):
         """The header's value is JSON text, which OpenAPI says with `content`, not `schema`."""
         resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
             "description": "Pagination metadata, as JSON",
-            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+            "content": {"application/json": {"schema": PageSchema}},
         }
 
 

@@ -484,11 +484,23 @@ class TaskQueryArgsSchema(SyncArgsSchema):
     overdue = QueryBoolean(
         metadata={"description": "true: open tasks whose due has passed; false: all the others"}
     )
+    after = fields.String(
+        validate=validate.Length(1, 2000),
+        metadata={
+            "description": "The next page: the `next_cursor` of the page before (X-Pagination), "
+            "with the same sort. Instead of `page`, and as fast however deep."
+        },
+    )
 
     @validates_schema
     def position_needs_a_list(self, data, **kwargs):
         if data.get("sort", "").lstrip("-") == "position" and "list_id" not in data:
             raise ValidationError("Needs list_id: positions order the tasks of one list.", "sort")
+
+    @validates_schema(pass_original=True)
+    def after_or_page(self, data, original, **kwargs):
+        if "after" in data and "page" in original:
+            raise ValidationError("Send after or page, not both.", "after")
 
 
 class ListSchema(Schema):

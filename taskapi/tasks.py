@@ -10,7 +10,7 @@ from flask.views import MethodView
 from peewee import SQL, Case, IntegrityError, fn
 from werkzeug.http import quote_etag
 
-from . import bounds, events, ordering, recurrence, reminders
+from . import bounds, cursors, events, ordering, recurrence, reminders
 from .api import Blueprint, abort
 from .dates import due_values, get_time_zone
 from .db import Prepared, Slot, database
@@ -94,22 +94,17 @@ class Tasks(MethodView):
     @blp.response(200, TaskSchema(many=True))
     @blp.paginate(page_size=100, max_page_size=500)
     def get(self, args, user_id, pagination_parameters):
-        """List the user's tasks, filtered and sorted (newest first by default)."""
-        count, page = get_count(args), pagination_parameters
-        # Rows as dicts: no model objects to build, and TaskSchema dumps them as they are.
-        if page.first_item >= BIGINT_MAX:  # OFFSET would fail in SQL; no such page holds a row
-            tasks = []
-        elif prepared := get_prepared(args):  # the usual lists, their SQL built once
-            list_id, limit, offset = args.get("list_id"), page.page_size, page.first_item
-            tasks = prepared.dicts(user_id=g.user.id, list_id=list_id, limit=limit, offset=offset)
+        """List the user's tasks, filtered and sorted (newest first by default): by page
+        number, or after a page's next_cursor, which costs as little however deep."""
+        page, sort = pagination_parameters, args["sort"]
+        if "after" in args:
+            tasks, page.item_count = get_page_after(args, page.page_size + 1)
         else:
-            selected = get_tasks(args).order_by(*get_order(args["sort"]))
-            if count is None:
-                selected = selected.select_extend(COUNT_ALL.over().alias("total"))
-            tasks = list(selected.paginate(page.page, page.page_size).dicts())
-        if count is None:
-            count = tasks[0]["total"] if tasks else get_tasks(args).count()
-        page.item_count = count
+            tasks, page.item_count = get_page(args, page)
+        page.after = "after" in args
+        if len(tasks) > page.page_size:  # the row past the page: another page follows
+            tasks = tasks[: page.page_size]
+            page.next_cursor = cursors.dump_cursor(sort, get_sort(sort)[0], tasks[-1])
         return tasks
 
     @blp.arguments(TaskCreateSchema())
@@ -314,8 +309,51 @@ def get_tasks(args):
     return query.where(*conditions) if conditions else query
 
 
+def get_page(args, page):
+    """A page by number (OFFSET), with the row after it if there is one, and the total."""
+    count, limit = get_count(args), page.page_size + 1
+    # Rows as dicts: no model objects to build, and TaskSchema dumps them as they are.
+    if page.first_item >= BIGINT_MAX:  # OFFSET would fail in SQL; no such page holds a row
+        tasks = []
+    elif prepared := get_prepared(args):  # the usual lists, their SQL built once
+        list_id, offset = args.get("list_id"), page.first_item
+        tasks = prepared.dicts(user_id=g.user.id, list_id=list_id, limit=limit, offset=offset)
+    else:
+        selected = get_sorted(args)
+        if count is None:
+            selected = selected.select_extend(COUNT_ALL.over().alias("total"))
+        tasks = list(selected.limit(limit).offset(page.first_item).dicts())
+    if count is None:
+        count = tasks[0]["total"] if tasks else get_tasks(args).count()
+    return tasks, count
+
+
+def get_page_after(args, limit):
+    """The rows after the cursor (keyset pagination: no rows skipped to get there), and the
+    total; 422 for a cursor this user was not given for this sort."""
+    column, descending = get_sort(args["sort"])
+    key, task_id = cursors.load_cursor(args["sort"], column, args["after"])
+    after = cursors.get_after(column, descending, key, task_id)
+    tasks = list(get_sorted(args).where(after).limit(limit).dicts())
+    count = get_count(args)
+    return tasks, get_tasks(args).count() if count is None else count
+
+
+def get_sorted(args):
+    """The matching tasks in the list's order, with the sort key a cursor needs (due_key is
+    not read otherwise)."""
+    selected = get_tasks(args).order_by(*get_order(args["sort"]))
+    column = get_sort(args["sort"])[0]
+    return selected.select_extend(column) if column is Task.due_key else selected
+
+
+def get_sort(sort):
+    """The column and whether descending, for a sort such as "-created_at"."""
+    return SORTS[sort.lstrip("-")], sort.startswith("-")
+
+
 def get_order(sort):
-    column, descending = SORTS[sort.lstrip("-")], sort.startswith("-")
+    column, descending = get_sort(sort)
     nulls = {"nulls": "LAST"} if column.null else {}  # tasks without a due date come last
     if descending:
         return [column.desc(**nulls), Task.id.desc()]

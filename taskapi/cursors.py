@@ -1,0 +1,54 @@
+"""Keyset pagination of the task list: the cursor `after` (opaque to clients) and the rows
+that follow it, so that a deep page costs what the first one does."""
+
+from datetime import datetime
+
+from flask import current_app, g
+from itsdangerous import BadData, URLSafeSerializer
+from peewee import Tuple
+
+from .api import abort
+from .models import Task, TimestampField
+
+FORGED = "Not a cursor this list gave you: send back next_cursor as it came."
+
+
+def dump_cursor(sort, column, row):
+    """The cursor after `row` in this sort: its sort key and id, signed for this user."""
+    key = row[column.name]
+    if isinstance(key, datetime):
+        key = key.isoformat()
+    return get_serializer().dumps([sort, key, row["id"]])
+
+
+def load_cursor(sort, column, cursor):
+    """(sort key, id) as the database compares them; 422 for a cursor this user was not
+    given for this sort (forged, cut short, another user's or another sort's)."""
+    try:
+        given_sort, key, task_id = get_serializer().loads(cursor)
+    except (BadData, TypeError, ValueError):
+        refuse(FORGED)
+    if given_sort != sort:
+        refuse(f"This cursor belongs to sort={given_sort}, not sort={sort}.")
+    if key is not None and isinstance(column, TimestampField):
+        key = datetime.fromisoformat(key)
+    return column.db_value(key), task_id
+
+
+def get_after(column, descending, key, task_id):
+    """The rows after (key, id) in the list's order, which puts NULL keys last either way
+    (tasks without a due date): a row value, so an index on (user_id, column, id) serves it."""
+    if key is None:
+        return column.is_null() & (Task.id < task_id if descending else Task.id > task_id)
+    keyed, at = Tuple(column, Task.id), Tuple(key, task_id)
+    after = keyed < at if descending else keyed > at
+    return after | column.is_null() if column.null else after
+
+
+def get_serializer():
+    salt = f"tasks-after:{g.user.id}"  # another user's cursor fails its signature
+    return URLSafeSerializer(current_app.config["BETTER_AUTH_SECRET"], salt=salt)
+
+
+def refuse(message):
+    abort(422, errors={"query": {"after": [message]}})
