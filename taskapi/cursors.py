@@ -36,13 +36,15 @@ def load_cursor(sort, column, cursor):
 
 
 def get_after(column, descending, key, task_id):
-    """The rows after (key, id) in the list's order, which puts NULL keys last either way
-    (tasks without a due date): a row value, so an index on (user_id, column, id) serves it."""
+    """The rows after (key, id) in the list's order, as conditions to read in turn: NULL keys
+    (tasks without a due date) come last either way, read apart, since a row value with
+    "OR due_key IS NULL" is no longer a range an index on (user_id, column, id) can seek."""
+    same_key = Task.id < task_id if descending else Task.id > task_id
     if key is None:
-        return column.is_null() & (Task.id < task_id if descending else Task.id > task_id)
+        return [column.is_null() & same_key]
     keyed, at = Tuple(column, Task.id), Tuple(key, task_id)
     after = keyed < at if descending else keyed > at
-    return after | column.is_null() if column.null else after
+    return [after, column.is_null()] if column.null else [after]
 
 
 def get_serializer():

@@ -333,8 +333,10 @@ def get_page_after(args, limit):
     total; 422 for a cursor this user was not given for this sort."""
     column, descending = get_sort(args["sort"])
     key, task_id = cursors.load_cursor(args["sort"], column, args["after"])
-    after = cursors.get_after(column, descending, key, task_id)
-    tasks = list(get_sorted(args).where(after).limit(limit).dicts())
+    tasks = []
+    for after in cursors.get_after(column, descending, key, task_id):
+        if len(tasks) < limit:
+            tasks += list(get_sorted(args).where(after).limit(limit - len(tasks)).dicts())
     count = get_count(args)
     return tasks, get_tasks(args).count() if count is None else count
 
