@@ -105,6 +105,15 @@ def test_search_treats_wildcards_literally(client, auth, alice):
     assert titles(client, alice, "q=_") == []
 
 
+def test_search_treats_backslashes_literally_and_matches_any_letters(client, auth, alice):
+    auth.create_task(alice, title="C:\\temp\\new")
+    auth.create_task(alice, title="ctemp")
+    auth.create_task(alice, title="Grüße aus Köln", description="naïve café")
+    assert titles(client, alice, "q=%5Ctemp") == ["C:\\temp\\new"]
+    assert titles(client, alice, "q=%C3%9FE AUS k") == ["Grüße aus Köln"]
+    assert titles(client, alice, "q=caf%C3%A9") == ["Grüße aus Köln"]
+
+
 @pytest.mark.parametrize(
     ("sort", "expected"),
     [
