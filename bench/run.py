@@ -15,6 +15,7 @@ Standard library only, so it runs with any Python; wrk comes from Debian (apt-ge
 
 import datetime
 import glob
+import itertools
 import json
 import os
 import secrets
@@ -28,14 +29,24 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from random import Random
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"  # logs, ids and profiles (not committed)
 BIN = Path(sys.executable).parent
-SCENARIOS = "list get create put patch delete signin mixed list10k position10k hostile"
+SCENARIOS = (
+    "list get create put patch delete signin mixed list10k position10k "
+    "search10k search10k-common search10k-short page1 page1000 after1000 hostile"
+)
 PASSWORD = "bench password"
 SECRET = secrets.token_urlsafe(48)  # one for every server of a run: tokens work on each
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+# Scenarios measured one request at a time: their latency, not a queue of 32 in front of it.
+ONE_AT_A_TIME = {
+    *("search10k", "search10k-common", "search10k-short"),
+    *("page1", "page1000", "after1000"),
+}
 
 
 def setting(name, default):
@@ -196,10 +207,11 @@ def call(url, method="GET", body=None, token=None):
 def seed(url, database_url):
     """Users and tasks for the scenarios: `reader` has 50 tasks, made through the API; `writer`
     receives the created ones, so the list stays at 50; `deleter` owns the tasks to delete;
-    `heavy` has 10,000 in its inbox, 2,500 with three subtasks each."""
+    `heavy` has 10,000 in its inbox, 2,500 with three subtasks each; `searcher` has 10,000
+    with 2 KB descriptions, among 100,000 such; `deep` has 100,000 (for page 1,000)."""
     stamp = secrets.token_hex(4)
     setup = {}
-    for name in ("reader", "writer", "deleter", "heavy"):
+    for name in ("reader", "writer", "deleter", "heavy", "searcher", "deep"):
         body = {"email": f"bench-{name}-{stamp}@example.com", "password": PASSWORD}
         answer = call(f"{url}/api/auth/signup", "POST", body)
         user_id = answer["user"]["id"]
@@ -229,6 +241,13 @@ def seed(url, database_url):
     ).stdout
     (RESULTS / "delete-ids.txt").write_text(ids)
     setup["heavy"]["inbox"] = seed_heavy(psql, database_url, setup["heavy"]["tasks"].split("/")[3])
+    words = seed_search(psql, database_url, setup["searcher"]["tasks"].split("/")[3])
+    # A rare word (about 80 of the user's tasks hold it), a common one (about 340), and two
+    # letters, which no trigram serves (every task holds them).
+    setup["searcher"]["searches"] = {"": words[3999], "-common": words[999], "-short": "qt"}
+    explain_search(psql, database_url, setup["searcher"]["tasks"].split("/")[3], words[3999])
+    seed_deep(psql, database_url, setup["deep"]["tasks"].split("/")[3])
+    setup["deep"]["after"] = get_deep_cursor(url, setup["deep"])
     return setup
 
 
@@ -252,10 +271,85 @@ def seed_heavy(psql, database_url, user_id):
     return int(found.stdout)
 
 
+def seed_search(psql, database_url, user_id):
+    """10,000 tasks of this user and 90,000 of nine others, each with a description of about
+    2 KB: words of a made-up vocabulary, drawn as often as words of a language are (Zipf's
+    law), from a fixed seed. SEARCHES lists what the scenarios look for in them."""
+    others = [f"bench-other-{n}-{user_id}" for n in range(9)]
+    values = ", ".join(f"('{other}', '{other}@example.com')" for other in others)
+    insert = f"INSERT INTO users (id, email) VALUES {values}"
+    subprocess.run([psql, database_url, "-qc", insert], check=True, capture_output=True)
+    random = Random(14)
+    words = ["".join(random.choices(LETTERS, k=random.randint(3, 9))) for _ in range(4096)]
+    weights = list(itertools.accumulate(1 / rank for rank in range(1, len(words) + 1)))
+    inboxes = get_inboxes(psql, database_url, [user_id, *others])
+    rows = []
+    for n in range(100_000):
+        owner = [user_id, *others][n % 10]
+        title = " ".join(random.choices(words, cum_weights=weights, k=4))
+        description = " ".join(random.choices(words, cum_weights=weights, k=330))[:2000]
+        position = f"s{n:08d}"
+        rows.append(f"{owner}\t{title}\t{description}\t{inboxes[owner]}\t{position}\t{position}.\n")
+    columns = "user_id, title, description, list_id, position, path"
+    copy = [psql, database_url, "-q", "-c", f"COPY tasks ({columns}) FROM STDIN"]
+    subprocess.run([*copy, "-c", "ANALYZE tasks"], input="".join(rows), text=True, check=True)
+    return words
+
+
+def explain_search(psql, database_url, user_id, word):
+    """PostgreSQL's plan for a search as the list runs it, into bench/results/search-plan.txt."""
+    sql = (
+        "EXPLAIN (ANALYZE, COSTS OFF) SELECT id, title, count(*) OVER () FROM tasks "
+        f"WHERE user_id = '{user_id}' AND deleted_at IS NULL "
+        f"AND (title ILIKE '%{word}%' OR description ILIKE '%{word}%') "
+        "ORDER BY created_at DESC, id DESC LIMIT 101"
+    )
+    found = subprocess.run([psql, database_url, "-qAtc", sql], capture_output=True, text=True)
+    (RESULTS / "search-plan.txt").write_text(found.stdout)
+
+
+def get_inboxes(psql, database_url, user_ids):
+    names = ", ".join(f"'{user_id}'" for user_id in user_ids)
+    sql = f"SELECT user_id, id FROM lists WHERE is_inbox AND user_id IN ({names})"
+    found = subprocess.run(
+        [psql, database_url, "-qtAF,", "-c", sql], capture_output=True, text=True
+    )
+    return dict(line.split(",") for line in found.stdout.split())
+
+
+def seed_deep(psql, database_url, user_id):
+    """100,000 short tasks of one user, for page 1,000 (of 100) against page 1."""
+    inbox = f"(SELECT id FROM lists WHERE user_id = '{user_id}' AND is_inbox)"
+    sql = (
+        "INSERT INTO tasks (user_id, title, list_id, position, path, created_at) "
+        f"SELECT '{user_id}', 'Deep ' || n, {inbox}, 'd' || lpad(n::text, 8, '0'), "
+        "'d' || lpad(n::text, 8, '0') || '.', now() - n * interval '1 second' "
+        "FROM generate_series(1, 100000) AS n"
+    )
+    for statement in (sql, "ANALYZE tasks"):
+        subprocess.run([psql, database_url, "-qc", statement], check=True, capture_output=True)
+
+
+def get_deep_cursor(url, user):
+    """The cursor that starts page 1,000 (of 100 tasks), walked to through the API: 199
+    pages of 500, then 4 of 100."""
+    after = None
+    for size, pages in ((500, 199), (100, 4)):
+        for _ in range(pages):
+            query = f"page_size={size}" + (f"&after={after}" if after else "")
+            request = urllib.request.Request(
+                f"{url}{user['tasks']}?{query}",
+                headers={"Authorization": f"Bearer {user['token']}"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                after = json.loads(response.headers["X-Pagination"])["next_cursor"]
+    return after
+
+
 def scenario_env(setup, name):
     """What bench/request.lua sends in each scenario."""
-    reader, writer, deleter, heavy = (
-        setup[name] for name in ("reader", "writer", "deleter", "heavy")
+    reader, writer, deleter, heavy, searcher, deep = (
+        setup[name] for name in ("reader", "writer", "deleter", "heavy", "searcher", "deep")
     )
     in_order = f"{heavy['tasks']}?list_id={heavy.get('inbox')}&sort=position"
     one_task = {"WRK_PATH": reader["tasks"] + "/{id}", "WRK_IDS": str(RESULTS / "read-ids.txt")}
@@ -288,6 +382,26 @@ def scenario_env(setup, name):
             "WRK_TOKEN": deleter["token"],
         },
         "list10k": {"WRK_METHOD": "GET", "WRK_PATH": heavy["tasks"], "WRK_TOKEN": heavy["token"]},
+        **{
+            f"search10k{kind}": {
+                "WRK_METHOD": "GET",
+                "WRK_PATH": f"{searcher['tasks']}?q={word}",
+                "WRK_TOKEN": searcher["token"],
+            }
+            for kind, word in searcher.get("searches", {}).items()
+        },
+        **{
+            name: {
+                "WRK_METHOD": "GET",
+                "WRK_PATH": deep["tasks"] + query,
+                "WRK_TOKEN": deep["token"],
+            }
+            for name, query in (
+                ("page1", ""),
+                ("page1000", "?page=1000"),
+                ("after1000", f"?after={deep.get('after')}"),
+            )
+        },
         "position10k": {"WRK_METHOD": "GET", "WRK_PATH": in_order, "WRK_TOKEN": heavy["token"]},
         "hostile create": {
             "WRK_METHOD": "POST",
@@ -343,15 +457,16 @@ def measure(url, setup, name, pids):
     wrk stops with a request in flight on each connection, which the server answers all the
     same (for sign-in, seconds of bcrypt). So the CPU time runs until the server rests again,
     and is shared among the requests answered plus those, one a connection."""
+    connections, threads = (1, 1) if name in ONE_AT_A_TIME else (CONNECTIONS, THREADS)
     wait_until_idle(pids)
     profiler = start_profiler(name, pids[1])
     ticks = get_cpu_ticks(pids)
-    result = run_wrk(url, scenario_env(setup, name))
+    result = run_wrk(url, scenario_env(setup, name), connections=connections, threads=threads)
     wait_until_idle(pids)
     cpu_ms = (get_cpu_ticks(pids) - ticks) * 1000 / TICKS_PER_SECOND
     if profiler:
         profiler.wait()
-    per_request = round(cpu_ms / (result["requests"] + CONNECTIONS), 2)
+    per_request = round(cpu_ms / (result["requests"] + connections), 2)
     cpu = {"cpu_ms_per_request": per_request, "cpu_s": round(cpu_ms / 1000, 1)}
     if name == "signin":
         result |= compare_with_bcrypt(result)

@@ -497,11 +497,6 @@ class TaskQueryArgsSchema(SyncArgsSchema):
         if data.get("sort", "").lstrip("-") == "position" and "list_id" not in data:
             raise ValidationError("Needs list_id: positions order the tasks of one list.", "sort")
 
-    @validates_schema(pass_original=True)
-    def after_or_page(self, data, original, **kwargs):
-        if "after" in data and "page" in original:
-            raise ValidationError("Send after or page, not both.", "after")
-
 
 class ListSchema(Schema):
     id = fields.Integer(dump_only=True)

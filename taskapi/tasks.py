@@ -331,6 +331,8 @@ def get_page(args, page):
 def get_page_after(args, limit):
     """The rows after the cursor (keyset pagination: no rows skipped to get there), and the
     total; 422 for a cursor this user was not given for this sort."""
+    if "page" in request.args:  # checked here, not by the schema: the plain list pays nothing
+        cursors.refuse("Send after or page, not both.")
     column, descending = get_sort(args["sort"])
     key, task_id = cursors.load_cursor(args["sort"], column, args["after"])
     tasks = []
