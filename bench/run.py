@@ -405,14 +405,14 @@ def scenario_env(setup, name):
         "position10k": {"WRK_METHOD": "GET", "WRK_PATH": in_order, "WRK_TOKEN": heavy["token"]},
         "hostile create": {
             "WRK_METHOD": "POST",
-            "WRK_PATH": heavy["tasks"],
-            "WRK_TOKEN": heavy["token"],
+            "WRK_PATH": searcher["tasks"],
+            "WRK_TOKEN": searcher["token"],
             "WRK_BODY": json.dumps({**new_task, "description": "x" * 10_000}),
         },
         "hostile search": {
             "WRK_METHOD": "GET",
-            "WRK_PATH": f"{heavy['tasks']}?q=step%202",
-            "WRK_TOKEN": heavy["token"],
+            "WRK_PATH": f"{searcher['tasks']}?q={searcher.get('searches', {}).get('-common')}",
+            "WRK_TOKEN": searcher["token"],
         },
         "signin": {
             "WRK_METHOD": "POST",
@@ -511,8 +511,9 @@ def measure_mixed(url, setup, name, pids):
 
 
 def measure_hostile(database_url, setup):
-    """Another user's list alone, then while `heavy` (at its 10,000-task quota) floods creates
-    and searches, on a second server with the default limits and quotas on."""
+    """One user's list alone, then while `searcher` (at its 10,000-task quota) floods creates
+    and searches from 12 connections, as the one account measured before the quotas did
+    (12 concurrent searches), on a second server with the default limits and quotas on."""
     port = get_free_port()
     url = f"http://127.0.0.1:{port}"
     with serve(database_url, port, RATELIMIT_ENABLED="true", TASK_QUOTA="10000") as server:
@@ -520,20 +521,20 @@ def measure_hostile(database_url, setup):
         victim = scenario_env(setup, "list")
         run_wrk(url, victim, seconds=WARMUP)
         wait_until_idle(pids)
-        alone = run_wrk(url, victim, connections=READ_CONNECTIONS, threads=1)
+        alone = run_wrk(url, victim, connections=1, threads=1)
         floods = [
-            start_wrk(url, scenario_env(setup, name), seconds=DURATION + 2)
+            start_wrk(url, scenario_env(setup, name), connections=6, seconds=DURATION + 2)
             for name in ("hostile create", "hostile search")
         ]
         time.sleep(1)
-        loaded = run_wrk(url, victim, connections=READ_CONNECTIONS, threads=1)
+        loaded = run_wrk(url, victim, connections=1, threads=1)
         creates, searches = (finish_wrk(flood) for flood in floods)
         rss = get_peak_rss(pids)
     return [
-        {"scenario": f"list alone, {READ_CONNECTIONS} connections, limits on", **alone, **rss},
-        {"scenario": "list during a hostile user's flood", **loaded, **rss},
-        {"scenario": f"hostile creates at quota, {CONNECTIONS} connections", **creates, **rss},
-        {"scenario": f"hostile searches, {CONNECTIONS} connections", **searches, **rss},
+        {"scenario": "another user's list alone, 1 connection, limits on", **alone, **rss},
+        {"scenario": "the same during the hostile user's flood", **loaded, **rss},
+        {"scenario": "hostile creates at the quota, 6 connections", **creates, **rss},
+        {"scenario": "hostile searches, 6 connections", **searches, **rss},
     ]
 
 
