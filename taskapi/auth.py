@@ -100,13 +100,18 @@ def load_user():
     """Deny by default: every endpoint outside PUBLIC needs a valid bearer token."""
     if request.method == "OPTIONS" or request.endpoint is None or request.endpoint in PUBLIC:
         return  # preflights carry no token; unknown URLs stay 404
-    g.user = get_or_provision_user(get_token_claims())
+    claims = get_token_claims()
+    # A write to a user's data, or a search of it: limited per user (bounds.py).
+    limited = "user_id" in request.view_args and (request.method != "GET" or "q" in request.args)
+    if limited:
+        bounds.refuse_early(get_user_id(claims))
+    g.user = get_or_provision_user(claims)
     if "user_id" not in request.view_args:
         return
     if request.view_args["user_id"] != g.user.id:
         abort(403, message="This token's user may not access another user's data.")
-    if request.method != "GET" or "q" in request.args:
-        bounds.limit_user(g.user)  # a write to the user's data, or a search of it
+    if limited:
+        bounds.limit_user(g.user)
 
 
 def get_token_claims():

@@ -124,9 +124,8 @@ def hit(key, limits, message=TOO_MANY):
     client hammering past its limit costs little more than checking its token."""
     if not current_app.config["RATELIMIT_ENABLED"]:
         return
+    refuse_if_remembered(key, message)
     refused_until = current_app.extensions["refused_until"]
-    if refused_until.get(key, 0) > time.time():
-        refuse(refused_until[key], message)
     for limit in parse_many(limits):
         if not limiter.limiter.hit(limit, key):
             reset = limiter.limiter.get_window_stats(limit, key).reset_time
@@ -134,6 +133,13 @@ def hit(key, limits, message=TOO_MANY):
                 refused_until.clear()  # forgetting only costs a storage hit per key
             refused_until[key] = reset
             refuse(reset, message)
+
+
+def refuse_if_remembered(key, message):
+    """429 if this process refused the key in a window that has not ended (see hit)."""
+    until = current_app.extensions["refused_until"].get(key, 0)
+    if until > time.time():
+        refuse(until, message)
 
 
 def refuse(reset, message):
