@@ -4,6 +4,7 @@
 --                            its own share, so a DELETE never meets an id another one took
 --   WRK_THREADS              wrk's -t, to share the ids out
 --   WRK_TOKEN, WRK_BODY      bearer token and JSON body, both optional
+--   WRK_DELAY_MS             optional: each connection waits this long before each request
 -- At the end it prints one JSON line. Any answer other than 2xx counts as a failure.
 
 local method = os.getenv("WRK_METHOD")
@@ -12,6 +13,7 @@ local token = os.getenv("WRK_TOKEN")
 local body = os.getenv("WRK_BODY")
 local ids_file = os.getenv("WRK_IDS")
 local thread_count = tonumber(os.getenv("WRK_THREADS") or "1")
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 
 local headers = {}
 if token then headers["Authorization"] = "Bearer " .. token end
@@ -45,6 +47,10 @@ function request()
     next_id = next_id + 1
   end
   return wrk.format(method, target, headers, body)
+end
+
+if delay_ms > 0 then
+  function delay() return delay_ms end
 end
 
 function response(status, response_headers, response_body)

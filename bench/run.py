@@ -241,13 +241,16 @@ def seed(url, database_url):
     ).stdout
     (RESULTS / "delete-ids.txt").write_text(ids)
     setup["heavy"]["inbox"] = seed_heavy(psql, database_url, setup["heavy"]["tasks"].split("/")[3])
-    words = seed_search(psql, database_url, setup["searcher"]["tasks"].split("/")[3])
-    # A rare word (about 80 of the user's tasks hold it), a common one (about 340), and two
-    # letters, which no trigram serves (every task holds them).
-    setup["searcher"]["searches"] = {"": words[3999], "-common": words[999], "-short": "qt"}
-    explain_search(psql, database_url, setup["searcher"]["tasks"].split("/")[3], words[3999])
-    seed_deep(psql, database_url, setup["deep"]["tasks"].split("/")[3])
-    setup["deep"]["after"] = get_deep_cursor(url, setup["deep"])
+    chosen = os.environ.get("BENCH_SCENARIOS", SCENARIOS).split()
+    if {"search10k", "search10k-common", "search10k-short", "hostile"} & set(chosen):
+        words = seed_search(psql, database_url, setup["searcher"]["tasks"].split("/")[3])
+        # A rare word (about 80 of the user's tasks hold it), a common one (about 340), and
+        # two letters, which no trigram serves (every task holds them).
+        setup["searcher"]["searches"] = {"": words[3999], "-common": words[999], "-short": "qt"}
+        explain_search(psql, database_url, setup["searcher"]["tasks"].split("/")[3], words[3999])
+    if {"page1", "page1000", "after1000"} & set(chosen):
+        seed_deep(psql, database_url, setup["deep"]["tasks"].split("/")[3])
+        setup["deep"]["after"] = get_deep_cursor(url, setup["deep"])
     return setup
 
 
@@ -511,9 +514,10 @@ def measure_mixed(url, setup, name, pids):
 
 
 def measure_hostile(database_url, setup):
-    """One user's list alone, then while `searcher` (at its 10,000-task quota) floods creates
-    and searches from 12 connections, as the one account measured before the quotas did
-    (12 concurrent searches), on a second server with the default limits and quotas on."""
+    """One user's list alone, then while `searcher` (at its 10,000-task quota) creates 11 KB
+    tasks and searches from 12 connections: first at 100 creates and 100 searches a second
+    (past its limits, as fast as the account measured before the limits created), then as fast
+    as its answers come (a flood). On a second server, with the default limits and quotas."""
     port = get_free_port()
     url = f"http://127.0.0.1:{port}"
     with serve(database_url, port, RATELIMIT_ENABLED="true", TASK_QUOTA="10000") as server:
@@ -521,21 +525,33 @@ def measure_hostile(database_url, setup):
         victim = scenario_env(setup, "list")
         run_wrk(url, victim, seconds=WARMUP)
         wait_until_idle(pids)
-        alone = run_wrk(url, victim, connections=1, threads=1)
-        floods = [
-            start_wrk(url, scenario_env(setup, name), connections=6, seconds=DURATION + 2)
-            for name in ("hostile create", "hostile search")
+        rows = [
+            {
+                "scenario": "another user's list alone, 1 connection",
+                **run_wrk(url, victim, connections=1, threads=1),
+            }
         ]
-        time.sleep(1)
-        loaded = run_wrk(url, victim, connections=1, threads=1)
-        creates, searches = (finish_wrk(flood) for flood in floods)
+        for pace, delay_ms in (("100/s each", 60), ("flooding", 0)):
+            floods = [
+                start_wrk(
+                    url,
+                    {**scenario_env(setup, name), "WRK_DELAY_MS": str(delay_ms)},
+                    connections=6,
+                    seconds=DURATION + 2,
+                )
+                for name in ("hostile create", "hostile search")
+            ]
+            time.sleep(1)
+            loaded = run_wrk(url, victim, connections=1, threads=1)
+            creates, searches = (finish_wrk(flood) for flood in floods)
+            rows += [
+                {"scenario": f"the same, the hostile user {pace}", **loaded},
+                {"scenario": f"its creates at the quota, {pace}, 6 connections", **creates},
+                {"scenario": f"its searches, {pace}, 6 connections", **searches},
+            ]
+            wait_until_idle(pids)
         rss = get_peak_rss(pids)
-    return [
-        {"scenario": "another user's list alone, 1 connection, limits on", **alone, **rss},
-        {"scenario": "the same during the hostile user's flood", **loaded, **rss},
-        {"scenario": "hostile creates at the quota, 6 connections", **creates, **rss},
-        {"scenario": "hostile searches, 6 connections", **searches, **rss},
-    ]
+    return [row | rss for row in rows]
 
 
 def wait_until_idle(pids):
