@@ -2,7 +2,11 @@
 bcrypt, at most BCRYPT_CONCURRENCY at a time (the password gate, see ratelimits.py)."""
 
 import functools
+import os
 import re
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 from flask import current_app, g
@@ -13,6 +17,8 @@ from .db import close_db, database
 from .models import User
 from .sessions import end_other_sessions
 
+# bcrypt threads' nice value, against the request threads' 0: under load, reads come first.
+BCRYPT_NICENESS = 10
 # zxcvbn's score: 0 and 1 fall within a million guesses, which an offline attacker tries at once.
 MIN_SCORE = 2
 WHY = {
@@ -72,7 +78,7 @@ def get_reason(matches):
 def hash_password(password):
     salt = bcrypt.gensalt(current_app.config["BCRYPT_ROUNDS"])
     with current_app.extensions["password_gate"].turn():
-        return bcrypt.hashpw(password.encode(), salt).decode()
+        return run_bcrypt(bcrypt.hashpw, password.encode(), salt).decode()
 
 
 def check_password(password, password_hash):
@@ -81,8 +87,29 @@ def check_password(password, password_hash):
     dummy = get_dummy_hash(current_app.config["BCRYPT_ROUNDS"])
     close_db()  # the database is done with: hand the connection back while bcrypt runs
     with current_app.extensions["password_gate"].turn():
-        matches = bcrypt.checkpw(password.encode(), (password_hash or dummy).encode())
+        matches = run_bcrypt(bcrypt.checkpw, password.encode(), (password_hash or dummy).encode())
     return matches and password_hash is not None
+
+
+def run_bcrypt(function, *args):
+    """function(*args) on one of this process's bcrypt threads, which run at a lower priority
+    than the threads that answer requests: while reads wait for a core, the scheduler gives it
+    to them first; when nothing else runs, the hashes have every core (BCRYPT_CONCURRENCY)."""
+    threads = get_bcrypt_threads(os.getpid(), current_app.config["BCRYPT_CONCURRENCY"])
+    return threads.submit(function, *args).result()
+
+
+@functools.cache
+def get_bcrypt_threads(pid, count):
+    """One pool a process: threads do not survive fork(), so a worker never uses its parent's."""
+    return ThreadPoolExecutor(count, thread_name_prefix="bcrypt", initializer=lower_priority)
+
+
+def lower_priority():
+    """Linux gives each thread a nice value of its own: this sets the calling thread's only.
+    (Elsewhere it would set the whole process's, so there the hashes keep the priority.)"""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICENESS)
 
 
 @functools.cache

@@ -4,10 +4,12 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import bcrypt
 import pytest
 import redis
 import requests
 
+from taskapi.passwords import BCRYPT_NICENESS
 from taskapi.ratelimits import BUSY, TOO_MANY, DatabaseStorage, PasswordGate
 
 from .conftest import serving
@@ -257,3 +259,21 @@ def test_forwarded_for_is_trusted_from_a_listed_network(make_app):
         headers = {"X-Forwarded-For": f"192.0.2.{number}"}
         response = signin(client, f"{number}@x.io", address="10.1.2.3", headers=headers)
         assert response.status_code == 401
+
+
+def test_bcrypt_runs_on_threads_of_lower_priority_than_the_requests(client, monkeypatch):
+    """Under a sign-in flood the reads come first; idle, sign-ins may take every core."""
+    checked_on = []
+    checkpw = bcrypt.checkpw
+
+    def watched(*args):
+        thread = threading.current_thread()
+        checked_on.append((thread.name, os.getpriority(os.PRIO_PROCESS, thread.native_id)))
+        return checkpw(*args)
+
+    monkeypatch.setattr(bcrypt, "checkpw", watched)
+    for email in ("nobody@x.io", "someone@x.io"):
+        assert signin(client, email).status_code == 401
+    assert [name.startswith("bcrypt") for name, _ in checked_on] == [True, True]
+    assert {nice for _, nice in checked_on} == {BCRYPT_NICENESS}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
