@@ -25,7 +25,7 @@ def refuse_early(user_id):
     """429 at once if this process refused the user's last write (or search) and the window
     has not ended: called before the token's user is read, so a flood past its limit costs no
     query at all."""
-    if limit := get_limit(user_id):
+    if user_id and (limit := get_limit(user_id)):
         refuse_if_remembered(limit[0], limit[2])
 
 
