@@ -115,6 +115,8 @@ class Tasks(MethodView):
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 0 < len(key) <= 255:
             abort(422, message="Idempotency-Key must be 1 to 255 characters.")
+        if not key:  # already at the quota: refused without a transaction (a retry may not be)
+            bounds.check_task_quota(g.user.task_count)
         task = create_task(fields, key)
         if isinstance(task, str):  # a retry: the first response again
             location = url_for(".TaskById", user_id=user_id, task_id=json.loads(task)["id"])

@@ -24,11 +24,14 @@ def signed_up(app, email="heavy@example.com"):
     return client, AuthActions(client).signup(email)
 
 
-def test_a_user_at_the_task_quota_gets_409_until_one_is_deleted(make_app):
+def test_a_user_at_the_task_quota_gets_409_until_one_is_deleted(make_app, caplog):
     app = make_app(TASK_QUOTA="3")
     client, heavy = signed_up(app)
     ids = [AuthActions(client).create_task(heavy)["id"] for _ in range(3)]
-    refused = client.post(heavy.tasks_url, json={"title": "one more"}, headers=heavy.headers)
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        refused = client.post(heavy.tasks_url, json={"title": "one more"}, headers=heavy.headers)
+    queries = [record.getMessage() for record in caplog.records if record.name == "peewee"]
+    assert len(queries) == 1 and "SELECT" in queries[0]  # the token's user, and no write
     assert refused.status_code == 409
     assert refused.json["message"] == "An account holds at most 3 tasks; delete some to add more."
     with app.app_context():
