@@ -1,8 +1,6 @@
 """The lists blueprint: a user's lists (projects), each holding tasks; the inbox is one of them."""
 
-from datetime import timedelta
-
-from flask import current_app, g, request, url_for
+from flask import g, request, url_for
 from flask.views import MethodView
 from werkzeug.http import quote_etag
 
@@ -11,7 +9,7 @@ from .api import Blueprint, abort
 from .db import database
 from .models import Task, TaskList, utcnow
 from .schemas import BIGINT_MAX, ListPatchSchema, ListSchema, PreviousSchema, SyncArgsSchema
-from .tasks import IF_MATCH, IF_NONE_MATCH, get_etag, with_etag
+from .tasks import IF_MATCH, IF_NONE_MATCH, get_etag, get_tombstone_cutoff, with_etag
 
 blp = Blueprint(
     "lists",
@@ -35,8 +33,8 @@ class Lists(MethodView):
         """The user's lists, in their order."""
         lists = TaskList.of(g.user.id)
         if args["include_deleted"]:
-            retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
-            kept = TaskList.deleted_at.is_null() | (TaskList.deleted_at > utcnow() - retention)
+            cutoff = get_tombstone_cutoff(utcnow())
+            kept = TaskList.deleted_at.is_null() | (TaskList.deleted_at > cutoff)
             lists = TaskList.select().where(TaskList.user == g.user.id, kept)
         if "updated_since" in args:
             lists = lists.where(TaskList.updated_at > args["updated_since"])
@@ -97,8 +95,7 @@ class ListById(MethodView):
             tasks = Task.update(deleted_at=now, updated_at=now).returning(Task.id)
             deleted = tasks.where(Task.task_list == list_id, Task.deleted_at.is_null()).execute()
             events.deleted([task.id for task in deleted])
-        retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
-        expired = TaskList.deleted_at < now - retention  # their tasks go with them (cascade)
+        expired = TaskList.deleted_at < get_tombstone_cutoff(now)  # their tasks go with them
         TaskList.delete().where(TaskList.user == g.user.id, expired).execute()
 
 

@@ -8,15 +8,13 @@ hour runs it, the others find it claimed, so it runs once an hour for the whole 
 nothing more to start. It deletes in batches, so no statement holds a lock for long."""
 
 import time
-from datetime import timedelta
 
-from flask import current_app
 from peewee import Tuple
 
 from . import delivery
 from .models import IdempotencyKey, RateLimit, Task, TaskList, utcnow
 from .ratelimits import DatabaseStorage
-from .tasks import KEY_LIFETIME
+from .tasks import KEY_LIFETIME, get_tombstone_cutoff
 
 PURGE_SECONDS = 3600
 TRY_SECONDS = 60  # how often a process asks for the claim: not a write at every round
@@ -39,10 +37,10 @@ def purge_if_claimed():
     if DatabaseStorage().incr(CLAIM, PURGE_SECONDS) != 1:
         return 0
     now = utcnow()
-    retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
+    cutoff = get_tombstone_cutoff(now)
     purged = delete_all(IdempotencyKey, IdempotencyKey.created_at < now - KEY_LIFETIME)
-    purged += delete_all(TaskList, TaskList.deleted_at < now - retention)  # with their tasks
-    purged += delete_all(Task, Task.deleted_at < now - retention)  # with their subtasks
+    purged += delete_all(TaskList, TaskList.deleted_at < cutoff)  # with their tasks
+    purged += delete_all(Task, Task.deleted_at < cutoff)  # with their subtasks
     return purged + delete_all(RateLimit, RateLimit.expires_at <= time.time())
 
 

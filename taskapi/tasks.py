@@ -201,8 +201,9 @@ class TaskById(MethodView):
             if not query.where(*mine(), Task.id == task_id, *if_match(task_id)).execute():
                 abort_missing()
             events.deleted([task_id, *delete_subtasks([task_id], now)])
-        retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
-        Task.delete().where(Task.user == g.user.id, Task.deleted_at < now - retention).execute()
+        Task.delete().where(
+            Task.user == g.user.id, Task.deleted_at < get_tombstone_cutoff(now)
+        ).execute()
 
 
 @blp.route(f"/{TASK_ID}/complete")
@@ -300,10 +301,14 @@ def get_prepared(args):
     return None
 
 
+def get_tombstone_cutoff(now):
+    """Deleted tasks and lists older than this are forgotten (TOMBSTONE_RETENTION_DAYS)."""
+    return now - timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
+
+
 def get_tasks(args):
     if args["include_deleted"]:
-        retention = timedelta(days=current_app.config["TOMBSTONE_RETENTION_DAYS"])
-        kept = Task.deleted_at.is_null() | (Task.deleted_at > utcnow() - retention)
+        kept = Task.deleted_at.is_null() | (Task.deleted_at > get_tombstone_cutoff(utcnow()))
         query = Task.select(*Task.READ).where(Task.user == g.user.id, kept)
     else:
         query = Task.of(g.user.id)
