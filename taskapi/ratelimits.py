@@ -2,6 +2,7 @@
 (per address, per account, per device) and how many bcrypt hashes run at once. The counts live
 in the database by default, so a limit holds for every process of the service together."""
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -14,10 +15,10 @@ import time
 from contextlib import contextmanager
 
 from flask import current_app, g, request
-from flask_limiter import Limiter
 from itsdangerous import BadData, URLSafeTimedSerializer
 from limits import parse_many
-from limits.storage import Storage
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from peewee import Case, PeeweeException
 
 from .api import abort
@@ -38,7 +39,8 @@ REFUSALS_KEPT = 10_000
 
 
 def init_app(app):
-    limiter.init_app(app)
+    storage = storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
+    app.extensions["rate_limiter"] = FixedWindowRateLimiter(storage)
     app.extensions["refused_until"] = {}  # key: when the window that refused it ends (see hit)
     gate = app.extensions["password_gate"] = PasswordGate(app.config["BCRYPT_CONCURRENCY"])
     app.before_request(gate.admit)
@@ -60,11 +62,16 @@ def get_client_key():
     return address
 
 
-# Storage and on/off come from the RATELIMIT_* settings (see config.py).
-limiter = Limiter(key_func=get_client_key, headers_enabled=True)
-limit_per_address = limiter.shared_limit(
-    lambda: current_app.config["AUTH_RATE_LIMIT"], scope="auth", error_message=TOO_MANY
-)
+def limit_per_address(view):
+    """AUTH_RATE_LIMIT: the attempts one client may make at the routes that check a password
+    or a mailed link, all of them together."""
+
+    @functools.wraps(view)
+    def limited(*args, **kwargs):
+        hit(f"auth:{get_client_key()}", current_app.config["AUTH_RATE_LIMIT"])
+        return view(*args, **kwargs)
+
+    return limited
 
 
 def limit_signin(email, device):
@@ -126,9 +133,10 @@ def hit(key, limits, message=TOO_MANY):
         return
     refuse_if_remembered(key, message)
     refused_until = current_app.extensions["refused_until"]
+    limiter = current_app.extensions["rate_limiter"]
     for limit in parse_many(limits):
-        if not limiter.limiter.hit(limit, key):
-            reset = limiter.limiter.get_window_stats(limit, key).reset_time
+        if not limiter.hit(limit, key):
+            reset = limiter.get_window_stats(limit, key).reset_time
             if len(refused_until) >= REFUSALS_KEPT:
                 refused_until.clear()  # forgetting only costs a storage hit per key
             refused_until[key] = reset
