@@ -56,6 +56,7 @@ def init_app(app):
     jwks_url = app.config["BETTER_AUTH_JWKS_URL"]
     app.extensions["jwks"] = JWKSClient(jwks_url) if jwks_url else None
     app.before_request(load_user)
+    app.teardown_request(bounds.end_search)
 
 
 @blp.get("/auth/me")

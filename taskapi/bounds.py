@@ -2,6 +2,8 @@
 fast they write and search (per-user rate limits), so that one heavy or hostile account cannot
 slow everyone else down (OWASP API4, unrestricted resource consumption)."""
 
+import threading
+
 from flask import current_app, g, request
 
 from .api import abort
@@ -11,6 +13,8 @@ from .ratelimits import PASSWORD_ROUTES, hit, refuse_if_remembered
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 TOO_MANY_WRITES = "Too many changes at once; wait for the time in Retry-After, then go on."
 TOO_MANY_SEARCHES = "Too many searches at once; wait for the time in Retry-After, then go on."
+searching = set()  # the users with a search running in this process
+searching_lock = threading.Lock()
 
 
 def limit_user(user):
@@ -18,7 +22,29 @@ def limit_user(user):
     answer 429. Called by auth.load_user for the routes under /api/users/{user_id}; deleting
     the account has limits of its own (ratelimits.py)."""
     if limit := get_limit(user.id):
+        if limit[2] == TOO_MANY_SEARCHES:
+            begin_search(user.id)
         hit(*limit)
+
+
+def begin_search(user_id):
+    """One search at a time for each user in this process: a search holds a core for tens of
+    milliseconds, and one user's searches side by side would take every core from the others.
+    A second one while the first runs is a 429 at once, without counting against the limit."""
+    if not current_app.config["RATELIMIT_ENABLED"]:
+        return
+    with searching_lock:
+        if user_id in searching:
+            abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
+        searching.add(user_id)
+    g.searching = user_id
+
+
+def end_search(exception=None):
+    """After the request (teardown): the user may search again."""
+    if user_id := g.pop("searching", None):
+        with searching_lock:
+            searching.discard(user_id)
 
 
 def refuse_early(user_id):

@@ -126,6 +126,41 @@ def test_searches_past_the_users_limit_get_429_and_plain_lists_go_on(make_app):
     assert client.get(heavy.tasks_url, headers=heavy.headers).status_code == 200
 
 
+def test_a_users_second_search_at_once_is_429_and_others_search_on(start_server, database_url):
+    """A search waits on a table lock another connection holds: the same user's next search
+    is refused at once, another user's waits its turn, and once the first ends the user
+    searches again."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite lets readers through a writer's lock: nothing holds a search")
+    server = start_server("--workers", "1")
+    users = [
+        requests.post(
+            f"{server.url}/api/auth/signup", json={"email": email, "password": "correct horse"}
+        ).json()
+        for email in ("a@x.io", "b@x.io")
+    ]
+
+    def search(user, timeout=10):
+        url = f"{server.url}/api/users/{user['user']['id']}/tasks"
+        headers = {"Authorization": f"Bearer {user['access_token']}"}
+        return requests.get(url, params={"q": "x"}, headers=headers, timeout=timeout)
+
+    with ThreadPoolExecutor(2) as pool:
+        with psycopg2.connect(database_url) as holder, holder.cursor() as cursor:
+            cursor.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+            first = pool.submit(search, users[0])
+            time.sleep(0.5)  # the first search is waiting on the lock
+            second = search(users[0], timeout=2)
+            others = pool.submit(search, users[1])
+            time.sleep(0.5)
+            assert not first.done() and not others.done()
+        assert second.status_code == 429
+        assert second.json()["message"] == TOO_MANY_SEARCHES
+        assert second.headers["Retry-After"] == "1"
+        assert (first.result().status_code, others.result().status_code) == (200, 200)
+    assert search(users[0]).status_code == 200
+
+
 def test_the_write_limit_holds_across_processes(start_server):
     """Database-kept counters: two processes count one user's writes together."""
     server = start_server("--workers", "2", WRITE_RATE_LIMIT="5/minute")
