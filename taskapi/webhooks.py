@@ -192,12 +192,13 @@ def post(url, body, headers, allow_private):
     else:
         connection = HTTPConnection(address, port, timeout=TIMEOUT_SECONDS)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    deadline = threading.Timer(DEADLINE_SECONDS, cut, [connection])
+    cut_off = threading.Event()
+    deadline = threading.Timer(DEADLINE_SECONDS, cut, [connection, cut_off])
     deadline.start()
     try:
         connection.request("POST", target, body=body, headers={**headers, "Host": parts.netloc})
         status = connection.getresponse().status
-        if deadline.finished.is_set():  # cut off: what was read of the answer is not one
+        if cut_off.is_set():  # what was read of the answer is not one
             raise delivery.Failed(f"no whole answer within {DEADLINE_SECONDS} s")
         return status
     finally:
@@ -205,8 +206,11 @@ def post(url, body, headers, allow_private):
         connection.close()
 
 
-def cut(connection):
-    """End a call past its deadline: the read it is blocked in returns at once, and fails."""
+def cut(connection, cut_off):
+    """End a call past its deadline: the read it is blocked in returns at once. It may fail, or
+    end the headers early and look like a whole answer, so `cut_off` is set first: the caller,
+    woken by the shutdown, must see it."""
+    cut_off.set()
     try:
         connection.sock.shutdown(socket.SHUT_RDWR)
     except (AttributeError, OSError):  # not connected yet, or closed already

@@ -418,6 +418,38 @@ def drip_forever(listener, stop):
                 return
 
 
+def stall_in_the_headers(listener, stop):
+    """A receiver that begins a header line, then sends nothing more."""
+    connection, _ = listener.accept()
+    with connection:
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nX-Stall: ")
+        stop.wait(10)
+
+
+def test_a_call_cut_off_is_never_taken_for_an_answer(monkeypatch):
+    """The cut ends the headers early, so http.client reads a whole 200: the call must fail all
+    the same, also when the thread that cut it has not finished yet (held here for 0.5 s after
+    its shutdown, as a loaded machine may)."""
+    monkeypatch.setattr(webhooks, "DEADLINE_SECONDS", 1)
+    shutdown = socket.socket.shutdown
+
+    def lingering_shutdown(self, how):
+        shutdown(self, how)
+        time.sleep(0.5)
+
+    monkeypatch.setattr(socket.socket, "shutdown", lingering_shutdown)
+    listener, stop = socket.create_server(("127.0.0.1", 0)), threading.Event()
+    threading.Thread(target=stall_in_the_headers, args=(listener, stop), daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    try:
+        with pytest.raises(delivery.Failed, match="no whole answer within 1 s"):
+            webhooks.post(url, b"{}", {}, allow_private=True)
+    finally:
+        stop.set()
+        listener.close()
+
+
 def test_a_receiver_answering_a_byte_at_a_time_is_cut_off(monkeypatch):
     """Each read gets its byte within the 10 s timeout, so only the deadline ends the call,
     and with it the delivery thread is free for everyone else's deliveries."""
