@@ -251,8 +251,13 @@ def test_each_worker_samples_its_pool(start_server, database_url):
     server = start_server("--workers=2", METRICS_LISTEN=f"127.0.0.1:{port}")
     list_until_both_workers_served(server)
     idle = ("taskapi_db_connections_idle", frozenset())
-    wait_until(lambda: scrape(port)[idle] >= 2)  # each worker keeps its connections open
-    assert scrape(port)["taskapi_db_connections_in_use", frozenset()] == 0
+    in_use = ("taskapi_db_connections_in_use", frozenset())
+
+    def at_rest():  # each worker keeps its connections open, and its delivery round ends
+        samples = scrape(port)
+        return samples[idle] >= 2 and samples[in_use] == 0
+
+    wait_until(at_rest)
 
 
 def get_metrics_directories():
