@@ -48,8 +48,10 @@ serve: install
 	$(BIN)/python wsgi.py --listen=$(HOST):$(PORT) --workers=$(WORKERS) $(if $(THREADS),--threads=$(THREADS))
 
 # Both halves: SQLite, and PostgreSQL at TEST_POSTGRES_URL (default: the local server).
+# TEST_WORKERS test files run at a time, each file whole in one process (pytest-xdist).
+TEST_WORKERS ?= 3
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The production topology on loopback, from deploy/: nginx (TLS) -> 2 waitress -> PgBouncer ->
 # a fresh database at TEST_POSTGRES_URL; one process is killed under load. Needs nginx and
