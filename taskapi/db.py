@@ -221,6 +221,10 @@ def open_database(config: dict[str, Any]) -> Database:
             statement_timeout=config["DB_STATEMENT_TIMEOUT"],
             pragmas=pragmas,
             timeout=10,
+            # A transaction takes the write lock at BEGIN, waiting up to `timeout` for it. Begun
+            # deferred, one that read first could not write once another process had written
+            # in between: SQLite says "database is locked" at once, without waiting.
+            lock_type="IMMEDIATE",
             returning_clause=True,
             **params,
         )

@@ -1,6 +1,8 @@
 import functools
+import sqlite3
 import subprocess
 import threading
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -324,6 +326,28 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(app):
             pytest.skip("SQLite only")
         assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_a_sqlite_transaction_that_reads_then_writes_outlasts_another_writer(app, database_url):
+    """Another process writes while a transaction is between its read and its write (as the
+    delivery workers do all day): both writes are kept, none fails "database is locked"."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only: PostgreSQL's writers wait for each other's row locks")
+    path = urlsplit(database_url).path[1:]
+
+    def write_from_another_process():
+        with sqlite3.connect(path, timeout=10) as other:
+            other.execute("INSERT INTO rate_limits (key, hits, expires_at) VALUES ('b', 1, 0)")
+
+    with app.app_context():
+        with database.atomic():
+            RateLimit.select().count()  # read first
+            writer = threading.Thread(target=write_from_another_process)
+            writer.start()
+            time.sleep(0.3)  # the other write is done, or waiting for this transaction
+            RateLimit.create(key="a", hits=1, expires_at=0)
+        writer.join()
+        assert sorted(RateLimit.select(RateLimit.key).tuples()) == [("a",), ("b",)]
 
 
 def run_in_threads(count, work):
