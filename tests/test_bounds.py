@@ -24,6 +24,15 @@ def signed_up(app, email="heavy@example.com"):
     return client, AuthActions(client).signup(email)
 
 
+def sign_up_on(server, email):
+    """A user signed up through a running server: their id, tasks URL and bearer headers."""
+    body = {"email": email, "password": "correct horse"}
+    user = requests.post(f"{server.url}/api/auth/signup", json=body).json()
+    user_id = user["user"]["id"]
+    headers = {"Authorization": f"Bearer {user['access_token']}"}
+    return user_id, f"{server.url}/api/users/{user_id}/tasks", headers
+
+
 def test_a_user_at_the_task_quota_gets_409_until_one_is_deleted(make_app, caplog):
     app = make_app(TASK_QUOTA="3")
     client, heavy = signed_up(app)
@@ -68,11 +77,7 @@ def test_a_user_at_the_list_quota_gets_409(make_app):
 def test_racing_creates_never_pass_the_quota(start_server, app):
     """Twelve creates at once, two processes, room for five: five are stored, seven refused."""
     server = start_server("--workers", "2", TASK_QUOTA="5", RATELIMIT_ENABLED="false")
-    user = requests.post(
-        f"{server.url}/api/auth/signup", json={"email": "r@x.io", "password": "correct horse"}
-    ).json()
-    url = f"{server.url}/api/users/{user['user']['id']}/tasks"
-    headers = {"Authorization": f"Bearer {user['access_token']}"}
+    user_id, url, headers = sign_up_on(server, "r@x.io")
     barrier = threading.Barrier(12)
 
     def create(number):
@@ -83,7 +88,7 @@ def test_racing_creates_never_pass_the_quota(start_server, app):
         statuses = sorted(pool.map(create, range(12)))
     assert statuses == [201] * 5 + [409] * 7
     with app.app_context():
-        assert Task.select().where(Task.user == user["user"]["id"]).count() == 5
+        assert Task.select().where(Task.user == user_id).count() == 5
 
 
 def test_writes_past_the_users_limit_get_429_and_reads_go_on(make_app, caplog):
@@ -133,16 +138,10 @@ def test_a_users_second_search_at_once_is_429_and_others_search_on(start_server,
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite lets readers through a writer's lock: nothing holds a search")
     server = start_server("--workers", "1")
-    users = [
-        requests.post(
-            f"{server.url}/api/auth/signup", json={"email": email, "password": "correct horse"}
-        ).json()
-        for email in ("a@x.io", "b@x.io")
-    ]
+    users = [sign_up_on(server, email) for email in ("a@x.io", "b@x.io")]
 
     def search(user, timeout=10):
-        url = f"{server.url}/api/users/{user['user']['id']}/tasks"
-        headers = {"Authorization": f"Bearer {user['access_token']}"}
+        _, url, headers = user
         return requests.get(url, params={"q": "x"}, headers=headers, timeout=timeout)
 
     with ThreadPoolExecutor(2) as pool:
@@ -164,11 +163,7 @@ def test_a_users_second_search_at_once_is_429_and_others_search_on(start_server,
 def test_the_write_limit_holds_across_processes(start_server):
     """Database-kept counters: two processes count one user's writes together."""
     server = start_server("--workers", "2", WRITE_RATE_LIMIT="5/minute")
-    user = requests.post(
-        f"{server.url}/api/auth/signup", json={"email": "w@x.io", "password": "correct horse"}
-    ).json()
-    url = f"{server.url}/api/users/{user['user']['id']}/tasks"
-    headers = {"Authorization": f"Bearer {user['access_token']}"}
+    _, url, headers = sign_up_on(server, "w@x.io")
     answers = [requests.post(url, json={"title": "t"}, headers=headers) for _ in range(8)]
     assert [answer.status_code for answer in answers] == [201] * 5 + [429] * 3
     assert all(int(answer.headers["Retry-After"]) > 0 for answer in answers[5:])
@@ -181,12 +176,7 @@ def test_a_statement_past_the_timeout_is_a_503_and_the_service_goes_on(start_ser
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite's lock waits are its busy timeout; its own case is below")
     server = start_server(DB_STATEMENT_TIMEOUT="1", RATELIMIT_ENABLED="false")
-    user = requests.post(
-        f"{server.url}/api/auth/signup", json={"email": "s@x.io", "password": "correct horse"}
-    ).json()
-    user_id = user["user"]["id"]
-    url = f"{server.url}/api/users/{user_id}/tasks"
-    headers = {"Authorization": f"Bearer {user['access_token']}"}
+    user_id, url, headers = sign_up_on(server, "s@x.io")
     with psycopg2.connect(database_url) as holder, holder.cursor() as cursor:
         cursor.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", [user_id])
         started = time.monotonic()
