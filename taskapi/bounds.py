@@ -3,10 +3,13 @@ fast they write and search (per-user rate limits), so that one heavy or hostile 
 slow everyone else down (OWASP API4, unrestricted resource consumption)."""
 
 import threading
+from contextlib import ExitStack
 
 from flask import current_app, g, request
+from peewee import PeeweeException
 
 from .api import abort
+from .db import database, is_postgres
 from .models import TaskList
 from .ratelimits import PASSWORD_ROUTES, hit, refuse_if_remembered
 
@@ -15,6 +18,10 @@ TOO_MANY_WRITES = "Too many changes at once; wait for the time in Retry-After, t
 TOO_MANY_SEARCHES = "Too many searches at once; wait for the time in Retry-After, then go on."
 searching = set()  # the users with a search running in this process
 searching_lock = threading.Lock()
+# PostgreSQL's advisory lock of a user's search: (SEARCH_LOCKS, a hash of the user's id). Two
+# users whose ids hash alike (one pair in four billion) would search one at a time together.
+SEARCH_LOCKS = 1_936_024_419
+LOCK_SEARCH = "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))"
 
 
 def limit_user(user):
@@ -28,9 +35,12 @@ def limit_user(user):
 
 
 def begin_search(user_id):
-    """One search at a time for each user in this process: a search holds a core for tens of
-    milliseconds, and one user's searches side by side would take every core from the others.
-    A second one while the first runs is a 429 at once, without counting against the limit."""
+    """One search at a time for each user: a search holds a core for tens of milliseconds, and
+    one user's searches side by side would take cores from everyone else. A second one while
+    the first runs is a 429 at once, without counting against the limit. In each process a set
+    says so without a query; on PostgreSQL, an advisory lock says so for every process and
+    machine of the service. The lock belongs to a transaction that lasts the request (so it
+    holds behind PgBouncer's transaction pooling too), and goes with it in end_search."""
     if not current_app.config["RATELIMIT_ENABLED"]:
         return
     with searching_lock:
@@ -38,10 +48,21 @@ def begin_search(user_id):
             abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
         searching.add(user_id)
     g.searching = user_id
+    if is_postgres():
+        g.search_transaction = ExitStack()
+        g.search_transaction.enter_context(database.atomic())
+        locked = database.execute_sql(LOCK_SEARCH, (SEARCH_LOCKS, user_id)).fetchone()[0]
+        if not locked:
+            abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
 
 
 def end_search(exception=None):
     """After the request (teardown): the user may search again."""
+    if transaction := g.pop("search_transaction", None):
+        try:
+            transaction.close()  # it only read: commit or roll back, the lock goes
+        except PeeweeException:  # the connection failed: never hand it back in a transaction
+            database.manual_close()
     if user_id := g.pop("searching", None):
         with searching_lock:
             searching.discard(user_id)

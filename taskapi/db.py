@@ -322,6 +322,10 @@ def init_db() -> str:
     return "created from schema.sql"
 
 
+def is_postgres() -> bool:
+    return isinstance(database.obj, PooledPostgres)
+
+
 def ping() -> None:
     database.execute_sql("SELECT 1")
 

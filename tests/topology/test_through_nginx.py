@@ -2,6 +2,8 @@
 
 import http.client
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -127,3 +129,42 @@ def test_each_client_address_has_its_own_bucket_across_both_processes(topology):
     with open(topology["TOPOLOGY_ACCESS_LOG"]) as log:
         upstreams = {line.split(" upstream=")[1].split()[0] for line in log if "signin" in line}
     assert len(upstreams) == 2, upstreams
+
+
+def test_one_search_at_a_time_per_user_through_pgbouncer(client, topology):
+    """A user's search waits on a table lock: their next ones are refused by either process,
+    and once it ends they search again, every time. The lock lives in the search's transaction:
+    a lock of the session would stay behind on the server connection PgBouncer (transaction
+    pooling) lent it, and refuse that user's searches for as long as the connection lives."""
+    user = client.signup("searcher@example.com")
+    search = f"{user.tasks_url}?q=milk"
+    with ThreadPoolExecutor(1) as pool:
+        with psycopg2.connect(topology["TOPOLOGY_DIRECT_URL"]) as holder:
+            holder.cursor().execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+            first = pool.submit(client.request, "GET", search, token=user.token)
+            time.sleep(0.5)  # the first search is waiting on the lock
+            refused = [client.request("GET", search, token=user.token) for _ in range(4)]
+            assert not first.done()
+        assert first.result().status == 200
+    for response in refused:
+        assert_json_error(response, 429)
+        assert response.headers["retry-after"] == "1"
+    assert [client.request("GET", search, token=user.token).status for _ in range(8)] == [200] * 8
+
+
+def test_searches_among_other_traffic_never_leave_a_user_locked_out(client):
+    """Searches and other users' lists side by side, so PgBouncer lends each statement whichever
+    server connection is free: afterwards the searcher still searches, every time."""
+    searcher, reader = client.signup("busy@example.com"), client.signup("reader@example.com")
+
+    def search(_):
+        return client.request("GET", f"{searcher.tasks_url}?q=milk", token=searcher.token).status
+
+    def read(_):
+        return client.request("GET", reader.tasks_url, token=reader.token).status
+
+    with ThreadPoolExecutor(6) as pool:
+        searches = pool.map(search, range(60))
+        reads = list(pool.map(read, range(120)))
+    assert set(searches) <= {200, 429} and set(reads) == {200}
+    assert [search(n) for n in range(8)] == [200] * 8
