@@ -125,7 +125,8 @@ def test_searches_past_the_users_limit_get_429_and_plain_lists_go_on(make_app):
     for _ in range(2):
         found = client.get(heavy.tasks_url, query_string={"q": "x"}, headers=heavy.headers)
         assert found.status_code == 200
-    refused = client.get(heavy.tasks_url, query_string={"q": "x"}, headers=heavy.headers)
+    alias = heavy.tasks_url.replace("/api/users/", "/api/")  # both layouts count together
+    refused = client.get(alias, query_string={"q": "x"}, headers=heavy.headers)
     assert refused.status_code == 429
     assert refused.json["message"] == TOO_MANY_SEARCHES
     assert client.get(heavy.tasks_url, headers=heavy.headers).status_code == 200
