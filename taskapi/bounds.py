@@ -28,19 +28,20 @@ def limit_user(user):
     """Count a write to the user's data, or a search of it, against the user's limit; or
     answer 429. Called by auth.load_user for the routes under /api/users/{user_id}; deleting
     the account has limits of its own (ratelimits.py)."""
-    if limit := get_limit(user.id):
-        if limit[2] == TOO_MANY_SEARCHES:
-            begin_search(user.id)
+    limit = get_limit(user.id)
+    if limit and limit[2] == TOO_MANY_SEARCHES:
+        begin_search(user.id)
+        hit(*limit)
+        lock_search(user.id)
+    elif limit:
         hit(*limit)
 
 
 def begin_search(user_id):
     """One search at a time for each user: a search holds a core for tens of milliseconds, and
-    one user's searches side by side would take cores from everyone else. A second one while
-    the first runs is a 429 at once, without counting against the limit. In each process a set
-    says so without a query; on PostgreSQL, an advisory lock says so for every process and
-    machine of the service. The lock belongs to a transaction that lasts the request (so it
-    holds behind PgBouncer's transaction pooling too), and goes with it in end_search."""
+    one user's searches side by side would take cores from everyone else. In each process, a
+    second one while the first runs is a 429 at once, without a query and without counting
+    against the limit; lock_search says so for the whole service."""
     if not current_app.config["RATELIMIT_ENABLED"]:
         return
     with searching_lock:
@@ -48,19 +49,25 @@ def begin_search(user_id):
             abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
         searching.add(user_id)
     g.searching = user_id
-    if is_postgres():
-        g.search_transaction = ExitStack()
-        g.search_transaction.enter_context(database.atomic())
-        locked = database.execute_sql(LOCK_SEARCH, (SEARCH_LOCKS, user_id)).fetchone()[0]
-        if not locked:
-            abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
+
+
+def lock_search(user_id):
+    """On PostgreSQL, one search at a time for each user in every process and machine: an
+    advisory lock, in a transaction that lasts the request (so it holds behind PgBouncer's
+    transaction pooling too) and ends in end_search, the lock with it."""
+    if not current_app.config["RATELIMIT_ENABLED"] or not is_postgres():
+        return
+    g.search_transaction = ExitStack()
+    g.search_transaction.enter_context(database.atomic())
+    if not database.execute_sql(LOCK_SEARCH, (SEARCH_LOCKS, user_id)).fetchone()[0]:
+        abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
 
 
 def end_search(exception=None):
     """After the request (teardown): the user may search again."""
     if transaction := g.pop("search_transaction", None):
         try:
-            transaction.close()  # it only read: commit or roll back, the lock goes
+            transaction.close()  # the search only read: commit, and the lock goes
         except PeeweeException:  # the connection failed: never hand it back in a transaction
             database.manual_close()
     if user_id := g.pop("searching", None):

@@ -197,6 +197,22 @@ def test_a_statement_past_the_timeout_is_a_503_and_the_service_goes_on(start_ser
     assert [task["title"] for task in requests.get(url, headers=headers).json()] == ["goes"]
 
 
+def test_a_search_past_the_timeout_is_a_503_and_the_user_searches_again(start_server, database_url):
+    """The search's transaction (which holds its lock) ends with the stopped statement: the
+    connection goes back to the pool ready, and the user's next search is served."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite lets readers through a writer's lock: nothing holds a search")
+    server = start_server("--workers", "1", "--threads", "1", DB_STATEMENT_TIMEOUT="1")
+    _, url, headers = sign_up_on(server, "t@x.io")
+    with psycopg2.connect(database_url) as holder, holder.cursor() as cursor:
+        cursor.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        stopped = requests.get(url, params={"q": "x"}, headers=headers, timeout=10)
+    assert stopped.status_code == 503
+    assert stopped.headers["Retry-After"] == "5"
+    answers = [requests.get(url, params={"q": "x"}, headers=headers) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200] * 3
+
+
 def test_sqlite_stops_a_statement_past_the_timeout(make_app, database_url):
     if not database_url.startswith("sqlite"):
         pytest.skip("PostgreSQL's own statement_timeout is tested through a server above")
