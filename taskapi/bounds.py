@@ -65,14 +65,15 @@ def lock_search(user_id):
 
 def end_search(exception=None):
     """After the request (teardown): the user may search again."""
-    if transaction := g.pop("search_transaction", None):
-        try:
+    try:
+        if transaction := g.pop("search_transaction", None):
             transaction.close()  # the search only read: commit, and the lock goes
-        except PeeweeException:  # the connection failed: never hand it back in a transaction
-            database.manual_close()
-    if user_id := g.pop("searching", None):
-        with searching_lock:
-            searching.discard(user_id)
+    except PeeweeException:  # the connection failed: never hand it back in a transaction
+        database.manual_close()
+    finally:
+        if user_id := g.pop("searching", None):
+            with searching_lock:
+                searching.discard(user_id)
 
 
 def refuse_early(user_id):
@@ -88,7 +89,7 @@ def get_limit(user_id):
     config = current_app.config
     if request.method in WRITES and request.endpoint not in PASSWORD_ROUTES:
         return f"writes:{user_id}", config["WRITE_RATE_LIMIT"], TOO_MANY_WRITES
-    if request.method == "GET" and request.args.get("q"):
+    if request.method in ("GET", "HEAD") and request.args.get("q"):  # HEAD runs the search too
         return f"searches:{user_id}", config["SEARCH_RATE_LIMIT"], TOO_MANY_SEARCHES
     return None
 

@@ -129,6 +129,8 @@ def test_searches_past_the_users_limit_get_429_and_plain_lists_go_on(make_app):
     refused = client.get(alias, query_string={"q": "x"}, headers=heavy.headers)
     assert refused.status_code == 429
     assert refused.json["message"] == TOO_MANY_SEARCHES
+    headed = client.head(heavy.tasks_url, query_string={"q": "x"}, headers=heavy.headers)
+    assert headed.status_code == 429  # HEAD runs the search as GET does
     assert client.get(heavy.tasks_url, headers=heavy.headers).status_code == 200
 
 
@@ -209,6 +211,12 @@ def test_a_search_past_the_timeout_is_a_503_and_the_user_searches_again(start_se
         stopped = requests.get(url, params={"q": "x"}, headers=headers, timeout=10)
     assert stopped.status_code == 503
     assert stopped.headers["Retry-After"] == "5"
+    with psycopg2.connect(database_url) as watcher, watcher.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks JOIN pg_database ON pg_database.oid = database "
+            "WHERE locktype = 'advisory' AND datname = current_database()"
+        )
+        assert cursor.fetchone() == (0,)  # the stopped search's lock went with its transaction
     answers = [requests.get(url, params={"q": "x"}, headers=headers) for _ in range(3)]
     assert [answer.status_code for answer in answers] == [200] * 3
 
