@@ -29,7 +29,7 @@ def limit_user(user):
     answer 429. Called by auth.load_user for the routes under /api/users/{user_id}; deleting
     the account has limits of its own (ratelimits.py)."""
     limit = get_limit(user.id)
-    if limit and limit[2] == TOO_MANY_SEARCHES:
+    if limit and limit[2] == TOO_MANY_SEARCHES and current_app.config["RATELIMIT_ENABLED"]:
         begin_search(user.id)
         hit(*limit)
         lock_search(user.id)
@@ -42,11 +42,9 @@ def begin_search(user_id):
     one user's searches side by side would take cores from everyone else. In each process, a
     second one while the first runs is a 429 at once, without a query and without counting
     against the limit; lock_search says so for the whole service."""
-    if not current_app.config["RATELIMIT_ENABLED"]:
-        return
     with searching_lock:
         if user_id in searching:
-            abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
+            refuse_second_search()
         searching.add(user_id)
     g.searching = user_id
 
@@ -55,12 +53,16 @@ def lock_search(user_id):
     """On PostgreSQL, one search at a time for each user in every process and machine: an
     advisory lock, in a transaction that lasts the request (so it holds behind PgBouncer's
     transaction pooling too) and ends in end_search, the lock with it."""
-    if not current_app.config["RATELIMIT_ENABLED"] or not is_postgres():
+    if not is_postgres():
         return
     g.search_transaction = ExitStack()
     g.search_transaction.enter_context(database.atomic())
     if not database.execute_sql(LOCK_SEARCH, (SEARCH_LOCKS, user_id)).fetchone()[0]:
-        abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
+        refuse_second_search()
+
+
+def refuse_second_search():
+    abort(429, message=TOO_MANY_SEARCHES, headers={"Retry-After": "1"})
 
 
 def end_search(exception=None):

@@ -12,7 +12,7 @@ import time
 
 from flask import g, request
 
-from .db import PooledPostgres, database
+from .db import database, is_postgres
 
 # Any other method (a client may send any word) is counted as "other": one series per word
 # would let a client grow the metrics without bound.
@@ -76,7 +76,7 @@ def start_sampling(app):
 
 def get_pool():
     """PostgreSQL's pool; None on SQLite, which has none."""
-    return database.obj if isinstance(database.obj, PooledPostgres) else None
+    return database.obj if is_postgres() else None
 
 
 def forget_process(pid):
