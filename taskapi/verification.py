@@ -182,6 +182,8 @@ def settle_email(user_id, fields, email_verified):
     """The account for a frontend token whose email another account holds: that account, taken
     over, if this token proves the email and nobody proved it before; otherwise None (409)."""
     holder = User.get_or_none(fn.lower(User.email) == fields["email"])
+    if holder is not None and holder.id == user_id:
+        return holder  # a request racing with this one took the email over for this user
     if holder is None or not email_verified or holder.email_verified:
         return None
     log.warning("an unverified account's email was proven by a frontend user: taken over")

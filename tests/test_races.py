@@ -13,7 +13,7 @@ import requests
 
 from taskapi.db import database
 from taskapi.models import Task, User
-from taskapi.verification import RESET, create_token
+from taskapi.verification import RESET, create_token, settle_email, take_over
 
 from .test_auth import mint
 from .test_dates import check_keys
@@ -157,9 +157,9 @@ def test_racing_refreshes_and_signouts_never_answer_500(live_server):
 
 
 def test_first_requests_racing_to_take_over_an_email_all_get_the_account(live_server, app):
-    me = f"{live_server}/api/auth/me"
     """A frontend user's page fires several requests at once on first sight, and their proven
     email is held by an account nobody verified: every request gets the one new account."""
+    me = f"{live_server}/api/auth/me"
     for round in range(5):
         email = f"owner{round}@x.io"
         signup(live_server, email)
@@ -168,6 +168,18 @@ def test_first_requests_racing_to_take_over_an_email_all_get_the_account(live_se
         answers = in_parallel(4, lambda n, h=headers: requests.get(me, headers=h, timeout=30))
         assert [answer.status_code for answer in answers] == [200] * 4
         assert {answer.json()["id"] for answer in answers} == {f"ba-{round}"}
+
+
+def test_a_first_request_that_meets_its_own_takeover_gets_the_account(app):
+    """The interleaving the race above hits now and then: a request finds no account by the
+    token's id, then, once another request's takeover has committed, finds the email on the new
+    account, which is its own: that account, not a 409."""
+    client = app.test_client()
+    holder = client.post("/api/auth/signup", json={"email": "late@x.io", "password": "correct horse"})
+    with app.app_context():
+        take_over(User.get_by_id(holder.json["user"]["id"]), "ba-late")  # the other request
+        settled = settle_email("ba-late", {"email": "late@x.io"}, email_verified=True)
+    assert settled is not None and settled.id == "ba-late"
 
 
 def test_two_reset_links_used_at_once_give_one_new_password(live_server, app):
