@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 import requests
 
-from taskapi import purge
+from taskapi import bounds, purge
 from taskapi.bounds import TOO_MANY_SEARCHES, TOO_MANY_WRITES
 from taskapi.db import database
 from taskapi.models import IdempotencyKey, RateLimit, Task, TaskList, utcnow
@@ -132,6 +132,31 @@ def test_searches_past_the_users_limit_get_429_and_plain_lists_go_on(make_app):
     headed = client.head(heavy.tasks_url, query_string={"q": "x"}, headers=heavy.headers)
     assert headed.status_code == 429  # HEAD runs the search as GET does
     assert client.get(heavy.tasks_url, headers=heavy.headers).status_code == 200
+
+
+def test_a_search_while_the_users_last_runs_in_this_process_is_429_and_not_counted(make_app):
+    """The per-process rule, on either database: while this process runs one of the user's
+    searches (marked as bounds.begin_search marks it), the next is refused at once, without
+    counting against the limit; another user searches on, and so does the user once it ends."""
+    app = make_app(RATELIMIT_ENABLED="true", SEARCH_RATE_LIMIT="5/minute")
+    client, heavy = signed_up(app)
+    other = AuthActions(client).signup("other@example.com")
+    bounds.searching.add(heavy.id)  # as if a search of theirs were running
+    try:
+        refused = client.get(heavy.tasks_url, query_string={"q": "x"}, headers=heavy.headers)
+        others = client.get(other.tasks_url, query_string={"q": "x"}, headers=other.headers)
+    finally:
+        bounds.searching.discard(heavy.id)
+    assert refused.status_code == 429
+    assert refused.json["message"] == TOO_MANY_SEARCHES
+    assert refused.headers["Retry-After"] == "1"
+    assert others.status_code == 200
+    with app.app_context():
+        assert not RateLimit.select().where(RateLimit.key.contains(f"searches:{heavy.id}")).exists()
+    found = client.get(heavy.tasks_url, query_string={"q": "x"}, headers=heavy.headers)
+    assert found.status_code == 200
+    with app.app_context():  # the key looked for above: this search counted
+        assert RateLimit.get(RateLimit.key.contains(f"searches:{heavy.id}")).hits == 1
 
 
 def test_a_users_second_search_at_once_is_429_on_any_server_and_others_search_on(
