@@ -175,7 +175,9 @@ def test_a_first_request_that_meets_its_own_takeover_gets_the_account(app):
     token's id, then, once another request's takeover has committed, finds the email on the new
     account, which is its own: that account, not a 409."""
     client = app.test_client()
-    holder = client.post("/api/auth/signup", json={"email": "late@x.io", "password": "correct horse"})
+    holder = client.post(
+        "/api/auth/signup", json={"email": "late@x.io", "password": "correct horse"}
+    )
     with app.app_context():
         take_over(User.get_by_id(holder.json["user"]["id"]), "ba-late")  # the other request
         settled = settle_email("ba-late", {"email": "late@x.io"}, email_verified=True)
