@@ -18,9 +18,10 @@ from taskapi.config import ConfigError
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A
-# request back from the database waits that long behind a thread busy in Python (writing out
-# a page of search results, say): at 1 ms, one user's heavy requests delay another's in the
-# same worker less, at no cost in throughput that `make bench` can see.
+# request back from the database may wait that long behind threads busy in Python with other
+# requests (a flood of refusals, a page of search results): at 1 ms, one user's requests delay
+# another's in the same worker less (README, the hostile user), at no cost in throughput that
+# `make bench` can see.
 GIL_SWITCH_SECONDS = 0.001
 
 

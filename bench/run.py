@@ -93,9 +93,11 @@ def main():
     print(format_table(rows))
     for row in rows:
         if "p99_ratio" in row:
+            share = row["hostile_share_of_its_worker"]
+            share = "an unknown share" if share is None else f"{share:.0%}"
             print(
                 f"{row['scenario']}: another user's p99 at {row['p99_ratio']} times alone; "
-                f"its worker answered {row['hostile_share_of_its_worker']:.0%} of the rest"
+                f"its worker answered {share} of the rest"
             )
     for row in rows:
         if "bcrypt_ceiling" in row:
