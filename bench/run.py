@@ -227,6 +227,7 @@ def seed(url, database_url):
         answer = call(f"{url}/api/auth/signup", "POST", body)
         user_id = answer["user"]["id"]
         setup[name] = {
+            "id": user_id,
             "email": body["email"],
             "token": answer["access_token"],
             "tasks": f"/api/users/{user_id}/tasks",
@@ -238,7 +239,7 @@ def seed(url, database_url):
     ]
     (RESULTS / "read-ids.txt").write_text("".join(f"{id}\n" for id in ids))
     # Deleting needs a supply of rows: SQL inserts them in a second, the API would take minutes.
-    user_id = setup["deleter"]["tasks"].split("/")[3]
+    user_id = setup["deleter"]["id"]
     count = 2000 * (DURATION + 5)  # over four times the fastest rate seen so far
     psql = find_postgres_program("psql")
     sql = (
@@ -251,16 +252,16 @@ def seed(url, database_url):
         [psql, database_url, "-qtAc", sql], check=True, capture_output=True, text=True
     ).stdout
     (RESULTS / "delete-ids.txt").write_text(ids)
-    setup["heavy"]["inbox"] = seed_heavy(psql, database_url, setup["heavy"]["tasks"].split("/")[3])
+    setup["heavy"]["inbox"] = seed_heavy(psql, database_url, setup["heavy"]["id"])
     chosen = os.environ.get("BENCH_SCENARIOS", SCENARIOS).split()
     if {"search10k", "search10k-common", "search10k-short", "hostile"} & set(chosen):
-        words = seed_search(psql, database_url, setup["searcher"]["tasks"].split("/")[3])
+        words = seed_search(psql, database_url, setup["searcher"]["id"])
         # A rare word (about 80 of the user's tasks hold it), a common one (about 340), and
         # two letters, which no trigram serves (every task holds them).
         setup["searcher"]["searches"] = {"": words[3999], "-common": words[999], "-short": "qt"}
-        explain_search(psql, database_url, setup["searcher"]["tasks"].split("/")[3], words[3999])
+        explain_search(psql, database_url, setup["searcher"]["id"], words[3999])
     if {"page1", "page1000", "after1000"} & set(chosen):
-        seed_deep(psql, database_url, setup["deep"]["tasks"].split("/")[3])
+        seed_deep(psql, database_url, setup["deep"]["id"])
         setup["deep"]["after"] = get_deep_cursor(url, setup["deep"])
     return setup
 
@@ -555,7 +556,7 @@ def measure_hostile(database_url, setup):
             time.sleep(1)
             since = time.time()
             loaded = run_wrk(url, victim, connections=1, threads=1, seconds=seconds)
-            shared = get_shared_worker(setup["reader"]["tasks"].split("/")[3], since, time.time())
+            shared = get_shared_worker(setup["reader"]["id"], since, time.time())
             creates, searches = (finish_wrk(flood) for flood in floods)
             ratio = round(loaded["p99_ms"] / alone["p99_ms"], 2)
             loaded |= {"p99_ratio": ratio, "hostile_share_of_its_worker": shared}
