@@ -2,7 +2,8 @@
 
 Starts a throwaway PostgreSQL (or uses BENCH_DATABASE_URL), applies schema.sql, serves taskapi with
 `python wsgi.py`, seeds a user with 50 tasks through the API, then drives each scenario with wrk
-(bench/request.lua) and measures the server's CPU time and peak memory.
+(bench/request.lua) and measures the server's CPU time and peak memory. `hostile-deployed` runs
+deploy/topology.sh (nginx and PgBouncer, which it installs from Debian when run as root).
 
 Settings, from the environment (defaults): BENCH_WORKERS (one a core), BENCH_SERVER_THREADS
 (as `make serve`: DB_POOL_SIZE), BENCH_CONNECTIONS (32), BENCH_THREADS (2, wrk's),
@@ -23,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -38,12 +40,14 @@ RESULTS = ROOT / "bench" / "results"  # logs, ids and profiles (not committed)
 BIN = Path(sys.executable).parent
 SCENARIOS = (
     "list get create put patch delete signin mixed list10k position10k "
-    "search10k search10k-common search10k-short page1 page1000 after1000 hostile"
+    "search10k search10k-common search10k-short page1 page1000 after1000 hostile hostile-deployed"
 )
 PASSWORD = "bench password"
 SECRET = secrets.token_urlsafe(48)  # one for every server of a run: tokens work on each
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+TLS = ssl.create_default_context()  # trusts the deployed topology's own CA once it is up
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+USERS = ("reader", "writer", "deleter", "heavy", "searcher", "deep")
 # Scenarios measured one request at a time: their latency, not a queue of 32 in front of it.
 ONE_AT_A_TIME = {
     *("search10k", "search10k-common", "search10k-short"),
@@ -85,6 +89,9 @@ def main():
             print(f"bench: {name} ...", file=sys.stderr)
             if name == "hostile":
                 rows += measure_hostile(database_url, setup)
+                continue
+            if name == "hostile-deployed":
+                rows += measure_hostile_deployed(database_url)
                 continue
             measured = measure_mixed if name == "mixed" else measure
             rows += measured(url, setup, name, [server.pid, *workers])
@@ -211,7 +218,7 @@ def call(url, method="GET", body=None, token=None):
         headers["Authorization"] = f"Bearer {token}"
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data, headers, method=method)
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=30, context=TLS) as response:
         return json.load(response)
 
 
@@ -220,23 +227,8 @@ def seed(url, database_url):
     receives the created ones, so the list stays at 50; `deleter` owns the tasks to delete;
     `heavy` has 10,000 in its inbox, 2,500 with three subtasks each; `searcher` has 10,000
     with 2 KB descriptions, among 100,000 such; `deep` has 100,000 (for page 1,000)."""
-    stamp = secrets.token_hex(4)
-    setup = {}
-    for name in ("reader", "writer", "deleter", "heavy", "searcher", "deep"):
-        body = {"email": f"bench-{name}-{stamp}@example.com", "password": PASSWORD}
-        answer = call(f"{url}/api/auth/signup", "POST", body)
-        user_id = answer["user"]["id"]
-        setup[name] = {
-            "id": user_id,
-            "email": body["email"],
-            "token": answer["access_token"],
-            "tasks": f"/api/users/{user_id}/tasks",
-        }
-    reader = setup["reader"]
-    ids = [
-        call(f"{url}{reader['tasks']}", "POST", {"title": f"Task {n}"}, reader["token"])["id"]
-        for n in range(50)
-    ]
+    setup = sign_up(url)
+    ids = add_tasks(url, setup["reader"], 50)
     (RESULTS / "read-ids.txt").write_text("".join(f"{id}\n" for id in ids))
     # Deleting needs a supply of rows: SQL inserts them in a second, the API would take minutes.
     user_id = setup["deleter"]["id"]
@@ -255,15 +247,34 @@ def seed(url, database_url):
     setup["heavy"]["inbox"] = seed_heavy(psql, database_url, setup["heavy"]["id"])
     chosen = os.environ.get("BENCH_SCENARIOS", SCENARIOS).split()
     if {"search10k", "search10k-common", "search10k-short", "hostile"} & set(chosen):
-        words = seed_search(psql, database_url, setup["searcher"]["id"])
-        # A rare word (about 80 of the user's tasks hold it), a common one (about 340), and
-        # two letters, which no trigram serves (every task holds them).
-        setup["searcher"]["searches"] = {"": words[3999], "-common": words[999], "-short": "qt"}
-        explain_search(psql, database_url, setup["searcher"]["id"], words[3999])
+        seed_searcher(psql, database_url, setup["searcher"])
+        explain_search(psql, database_url, setup["searcher"])
     if {"page1", "page1000", "after1000"} & set(chosen):
         seed_deep(psql, database_url, setup["deep"]["id"])
         setup["deep"]["after"] = get_deep_cursor(url, setup["deep"])
     return setup
+
+
+def sign_up(url):
+    stamp = secrets.token_hex(4)
+    setup = {}
+    for name in USERS:
+        body = {"email": f"bench-{name}-{stamp}@example.com", "password": PASSWORD}
+        answer = call(f"{url}/api/auth/signup", "POST", body)
+        user_id = answer["user"]["id"]
+        setup[name] = {
+            "id": user_id,
+            "email": body["email"],
+            "token": answer["access_token"],
+            "tasks": f"/api/users/{user_id}/tasks",
+        }
+    return setup
+
+
+def add_tasks(url, user, count):
+    """count tasks made through the API; returns their ids."""
+    tasks = f"{url}{user['tasks']}"
+    return [call(tasks, "POST", {"title": f"Task {n}"}, user["token"])["id"] for n in range(count)]
 
 
 def seed_heavy(psql, database_url, user_id):
@@ -311,8 +322,16 @@ def seed_search(psql, database_url, user_id):
     return words
 
 
-def explain_search(psql, database_url, user_id, word):
+def seed_searcher(psql, database_url, searcher):
+    words = seed_search(psql, database_url, searcher["id"])
+    # A rare word (about 80 of the user's tasks hold it), a common one (about 340), and two
+    # letters, which no trigram serves (every task holds them).
+    searcher["searches"] = {"": words[3999], "-common": words[999], "-short": "qt"}
+
+
+def explain_search(psql, database_url, searcher):
     """PostgreSQL's plan for a search as the list runs it, into bench/results/search-plan.txt."""
+    user_id, word = searcher["id"], searcher["searches"][""]
     sql = (
         "EXPLAIN (ANALYZE, COSTS OFF) SELECT id, title, count(*) OVER () FROM tasks "
         f"WHERE user_id = '{user_id}' AND deleted_at IS NULL "
@@ -363,9 +382,7 @@ def get_deep_cursor(url, user):
 
 def scenario_env(setup, name):
     """What bench/request.lua sends in each scenario."""
-    reader, writer, deleter, heavy, searcher, deep = (
-        setup[name] for name in ("reader", "writer", "deleter", "heavy", "searcher", "deep")
-    )
+    reader, writer, deleter, heavy, searcher, deep = (setup[name] for name in USERS)
     in_order = f"{heavy['tasks']}?list_id={heavy.get('inbox')}&sort=position"
     one_task = {"WRK_PATH": reader["tasks"] + "/{id}", "WRK_IDS": str(RESULTS / "read-ids.txt")}
     new_task = {"title": "Write the report", "description": "Before Friday.", "completed": False}
@@ -526,72 +543,120 @@ def measure_mixed(url, setup, name, pids):
 
 
 def measure_hostile(database_url, setup):
-    """One user's list alone, then while `searcher` (at its 10,000-task quota) creates 11 KB
-    tasks and searches from 12 connections at 100 creates and 100 searches a second (past its
-    limits, faster than the account created before there were limits), each for a minute: one
-    window of its limits, the burst that opens the window included. Then for DURATION as fast
-    as its answers come (a flood). On a second server, with the default limits and quotas."""
+    """The hostile user against `python wsgi.py` itself, with the default limits and quotas: on
+    a second server, as the other scenarios run with the limits off."""
     port = get_free_port()
-    url = f"http://127.0.0.1:{port}"
     with serve(database_url, port, RATELIMIT_ENABLED="true", TASK_QUOTA="10000") as server:
         pids = [server.pid, *get_children(server.pid)]
-        victim = scenario_env(setup, "list")
-        run_wrk(url, victim, seconds=WARMUP)
-        rows = []
-        for pace, delay_ms, seconds in (
-            ("100/s each", 60, HOSTILE_SECONDS),
-            ("flooding", 0, DURATION),
-        ):
-            wait_until_idle(pids)
-            alone = run_wrk(url, victim, connections=1, threads=1, seconds=seconds)
-            floods = [
-                start_wrk(
-                    url,
-                    {**scenario_env(setup, name), "WRK_DELAY_MS": str(delay_ms)},
-                    connections=6,
-                    seconds=seconds + 2,
-                )
-                for name in ("hostile create", "hostile search")
-            ]
-            time.sleep(1)
-            since = time.time()
-            loaded = run_wrk(url, victim, connections=1, threads=1, seconds=seconds)
-            shared = get_shared_worker(setup["reader"]["id"], since, time.time())
-            creates, searches = (finish_wrk(flood) for flood in floods)
-            ratio = round(loaded["p99_ms"] / alone["p99_ms"], 2)
-            loaded |= {"p99_ratio": ratio, "hostile_share_of_its_worker": shared}
-            rows += [
-                {"scenario": f"another user's list alone, 1 connection, {seconds} s", **alone},
-                {"scenario": f"the same, the hostile user {pace}", **loaded},
-                {"scenario": f"its creates at the quota, {pace}, 6 connections", **creates},
-                {"scenario": f"its searches, {pace}, 6 connections", **searches},
-            ]
+        rows = measure_against(f"http://127.0.0.1:{port}", setup, pids, [RESULTS / "server.log"])
         rss = get_peak_rss(pids)
     return [row | rss for row in rows]
 
 
-def get_shared_worker(user_id, since, until):
-    """Of the other requests the server logged from since to until, the share answered by the
-    worker that answered user_id's (by the access log): the kernel gives each connection to
-    whichever worker accepts it first, and the hostile user's requests slow another user's
-    most in the worker they share."""
+def measure_hostile_deployed(database_url):
+    """The same as deployed (deploy/topology.sh: nginx with TLS, two `wsgi.py` of one worker,
+    PgBouncer), in a fresh database of that server: nginx spreads every client's requests over
+    both processes, where direct the kernel may give all the hostile user's connections to the
+    other user's worker."""
+    with deployed(database_url) as topology:
+        url, direct_url = topology["TOPOLOGY_URL"], topology["TOPOLOGY_DIRECT_URL"]
+        setup = sign_up(url)
+        add_tasks(url, setup["reader"], 50)
+        seed_searcher(find_postgres_program("psql"), direct_url, setup["searcher"])
+        workers = [int(pid) for pid in topology["TOPOLOGY_WAITRESS_PIDS"].split()]
+        logs = sorted(Path(topology["dir"]).glob("waitress-*.log"))
+        rows = measure_against(url, setup, workers, logs)
+        for log in [*logs, Path(topology["TOPOLOGY_ACCESS_LOG"])]:  # the folder goes with it
+            shutil.copy(log, RESULTS / f"deployed-{log.name}")
+    return [{**row, "scenario": f"{row['scenario']} (as deployed)"} for row in rows]
+
+
+@contextmanager
+def deployed(database_url):
+    """deploy/topology.sh on this database's server, with the defaults; yields its env file."""
+    folder = tempfile.mkdtemp(prefix="taskapi-bench-topology-")
+    script = ROOT / "deploy" / "topology.sh"
+    env = {
+        **os.environ,
+        "TOPOLOGY_DIR": folder,
+        "TOPOLOGY_POSTGRES_URL": database_url,
+        "PYTHON_DOTENV_DISABLED": "1",
+        "FLASK_SKIP_DOTENV": "1",
+    }
+    try:
+        subprocess.run([script, "start"], env=env, check=True, stdout=subprocess.DEVNULL)
+        lines = Path(folder, "env").read_text().splitlines()
+        topology = dict(line.split("=", 1) for line in lines) | {"dir": folder}
+        TLS.load_verify_locations(topology["TOPOLOGY_CA"])
+        yield topology
+    finally:
+        subprocess.run([script, "stop"], env=env, stdout=subprocess.DEVNULL)
+
+
+def measure_against(url, setup, pids, logs):
+    """One user's list alone, then while `searcher` (at its 10,000-task quota) creates 11 KB
+    tasks and searches from 12 connections at 100 creates and 100 searches a second (past its
+    limits, faster than the account created before there were limits), each for a minute: one
+    window of its limits, the burst that opens the window included. Then for DURATION as fast
+    as its answers come (a flood)."""
+    victim = scenario_env(setup, "list")
+    run_wrk(url, victim, seconds=WARMUP)
+    rows = []
+    for pace, delay_ms, seconds in (("100/s each", 60, HOSTILE_SECONDS), ("flooding", 0, DURATION)):
+        wait_until_idle(pids)
+        alone = run_wrk(url, victim, connections=1, threads=1, seconds=seconds)
+        floods = [
+            start_wrk(
+                url,
+                {**scenario_env(setup, name), "WRK_DELAY_MS": str(delay_ms)},
+                connections=6,
+                seconds=seconds + 2,
+            )
+            for name in ("hostile create", "hostile search")
+        ]
+        time.sleep(1)
+        since = time.time()
+        loaded = run_wrk(url, victim, connections=1, threads=1, seconds=seconds)
+        shared = get_shared_worker(logs, setup["reader"]["id"], since, time.time())
+        creates, searches = (finish_wrk(flood) for flood in floods)
+        ratio = round(loaded["p99_ms"] / alone["p99_ms"], 2)
+        loaded |= {"p99_ratio": ratio, "hostile_share_of_its_worker": shared}
+        rows += [
+            {"scenario": f"another user's list alone, 1 connection, {seconds} s", **alone},
+            {"scenario": f"the same, the hostile user {pace}", **loaded},
+            {"scenario": f"its creates at the quota, {pace}, 6 connections", **creates},
+            {"scenario": f"its searches, {pace}, 6 connections", **searches},
+        ]
+    return rows
+
+
+def get_shared_worker(logs, user_id, since, until):
+    """Of the other requests the servers logged from since to until, the share answered by the
+    worker that answered most of user_id's (by the access logs): direct, the kernel gives each
+    connection to whichever worker accepts it first, and the hostile user's requests slow
+    another user's most in the worker they share."""
     theirs, others = Counter(), Counter()
-    with open(RESULTS / "server.log") as log:
-        for line in log:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # waitress's own lines
-            if entry.get("logger") != "taskapi.access":
-                continue
-            at = datetime.datetime.strptime(entry["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if since <= at <= until:
-                counter = theirs if entry.get("user_id") == user_id else others
-                counter[entry["process"]] += 1
+    for entry in read_access_logs(logs):
+        at = datetime.datetime.strptime(entry["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if since <= at <= until:
+            counter = theirs if entry.get("user_id") == user_id else others
+            counter[entry["process"]] += 1
     if not theirs:
         return None
     worker = theirs.most_common(1)[0][0]
     return round(others[worker] / max(1, sum(others.values())), 2)
+
+
+def read_access_logs(logs):
+    for path in logs:
+        with open(path) as log:
+            for line in log:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # waitress's own lines
+                if entry.get("logger") == "taskapi.access":
+                    yield entry
 
 
 def wait_until_idle(pids):
@@ -666,7 +731,7 @@ def format_table(rows):
     ]
     for row in rows:
         cpu = row.get("cpu_ms_per_request")
-        rss = " / ".join(str(mb) for mb in row["peak_rss_mb"][1:])
+        rss = " / ".join(str(mb) for mb in row.get("peak_rss_mb", [])[1:])
         lines.append(
             f"| {row['scenario']} | {row['rps']:,.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
             f"| {row['errors']} | {'' if cpu is None else cpu} | {rss} |"
