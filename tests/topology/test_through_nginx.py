@@ -170,3 +170,43 @@ def test_searches_among_other_traffic_never_leave_a_user_locked_out(client):
     searches, reads = searches + statuses[::2], statuses[1::2]
     assert set(searches) <= {200, 429} and set(reads) == {200}
     assert [search(n) for n in range(8)] == [200] * 8
+
+
+FAR_TOO_MANY = (  # nginx's own 429, never the app's
+    "Far too many requests with this token; wait for the time in Retry-After, then go on."
+)
+PAGE = {"Origin": "http://localhost:3000"}  # the default CORS_ORIGINS
+
+
+@pytest.mark.parametrize(("method", "query", "count"), [("POST", "", 900), ("GET", "?q=milk", 360)])
+def test_a_tokens_flood_is_refused_by_nginx_in_json(client, method, query, count):
+    """Far past the app's limits (twice its window at once), a token's writes or searches are
+    refused by nginx itself, before any worker: JSON, Retry-After, the request id, readable by
+    the page whose preflight the app allowed. The same token's plain reads go on, and so do
+    another user's writes."""
+    user = client.signup(f"flood-{method.lower()}@example.com")
+    other = client.signup(f"calm-{method.lower()}@example.com")
+    body = {} if method == "POST" else None
+
+    def send(headers):
+        return client.request(method, user.tasks_url + query, body, user.token, headers)
+
+    pages = [PAGE if n % 10 else None for n in range(count)]  # a tenth from no page at all
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(send, pages))
+    by_nginx = [
+        (page, response)
+        for page, response in zip(pages, responses, strict=True)
+        if response.status == 429 and response.json["message"] == FAR_TOO_MANY
+    ]
+    assert len(by_nginx) > count // 10, [response.status for response in responses]
+    refused = {page is PAGE: response for page, response in by_nginx}  # the last of each
+    for response in refused.values():
+        assert_json_error(response, 429)
+        assert response.headers["retry-after"] == "1"
+        assert re.fullmatch("[0-9a-f]{32}", response.headers["x-request-id"])
+    assert refused[True].headers["access-control-allow-origin"] == PAGE["Origin"]
+    assert "Retry-After" in refused[True].headers["access-control-expose-headers"]
+    assert "access-control-allow-origin" not in refused[False].headers  # no page, no CORS
+    assert client.request("GET", user.tasks_url, token=user.token).status == 200
+    assert client.request("POST", other.tasks_url, {"title": "Calm"}, other.token).status == 201
