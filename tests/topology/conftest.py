@@ -20,11 +20,12 @@ PASSWORD = "correct horse"
 
 
 @contextmanager
-def running_topology():
-    """Start the topology in a folder of its own; stop it and drop its database, come what may."""
+def running_topology(**settings):
+    """Start the topology in a folder of its own, with these settings in taskapi's environment;
+    stop it and drop its database, come what may."""
     # Not pytest's tmp_path: PgBouncer runs as nobody under root and must reach its folder.
     folder = tempfile.mkdtemp(prefix="taskapi-topology-")
-    env = {**os.environ, "TOPOLOGY_DIR": folder}
+    env = {**os.environ, **settings, "TOPOLOGY_DIR": folder}
     try:
         subprocess.run([SCRIPT, "start"], env=env, check=True)
         lines = Path(folder, "env").read_text().splitlines()
