@@ -72,7 +72,8 @@ ha: install
 	$(BIN)/pytest tests/ha
 
 # The Dockerfile lint, then the browser, TypeScript client and Better Auth tests (tests/e2e).
-# Needs Chromium and Node.js 20+ (and a C++ compiler: better-sqlite3 builds from source).
+# Needs Chromium and Node.js 20+ (and a C++ compiler: better-sqlite3 builds from source), and
+# nginx and PgBouncer for the page that calls through them (deploy/topology.sh installs them as root).
 e2e: $(VENV)/.installed-e2e $(CHROMIUM)
 	$(BIN)/hadolint Dockerfile
 	cd $(TS) && npm ci --no-audit --no-fund
