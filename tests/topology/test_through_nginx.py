@@ -178,18 +178,21 @@ FAR_TOO_MANY = (  # nginx's own 429, never the app's
 PAGE = {"Origin": "http://localhost:3000"}  # the default CORS_ORIGINS
 
 
+@pytest.mark.parametrize("layout", ["users", "alias"])
 @pytest.mark.parametrize(("method", "query", "count"), [("POST", "", 900), ("GET", "?q=milk", 360)])
-def test_a_tokens_flood_is_refused_by_nginx_in_json(client, method, query, count):
+def test_a_tokens_flood_is_refused_by_nginx_in_json(client, method, query, count, layout):
     """Far past the app's limits (twice its window at once), a token's writes or searches are
     refused by nginx itself, before any worker: JSON, Retry-After, the request id, readable by
     the page whose preflight the app allowed. The same token's plain reads go on, and so do
     another user's writes."""
-    user = client.signup(f"flood-{method.lower()}@example.com")
-    other = client.signup(f"calm-{method.lower()}@example.com")
+    prefix = {"users": "/api/users/", "alias": "/api/"}[layout]  # the task routes, their alias
+    user = client.signup(f"flood-{method.lower()}-{layout}@example.com")
+    other = client.signup(f"calm-{method.lower()}-{layout}@example.com")
+    tasks = user.tasks_url.replace("/api/users/", prefix)
     body = {} if method == "POST" else None
 
     def send(headers):
-        return client.request(method, user.tasks_url + query, body, user.token, headers)
+        return client.request(method, tasks + query, body, user.token, headers)
 
     pages = [PAGE if n % 10 else None for n in range(count)]  # a tenth from no page at all
     with ThreadPoolExecutor(8) as pool:
@@ -208,5 +211,6 @@ def test_a_tokens_flood_is_refused_by_nginx_in_json(client, method, query, count
     assert refused[True].headers["access-control-allow-origin"] == PAGE["Origin"]
     assert "Retry-After" in refused[True].headers["access-control-expose-headers"]
     assert "access-control-allow-origin" not in refused[False].headers  # no page, no CORS
-    assert client.request("GET", user.tasks_url, token=user.token).status == 200
-    assert client.request("POST", other.tasks_url, {"title": "Calm"}, other.token).status == 201
+    assert client.request("GET", tasks, token=user.token).status == 200
+    calm = other.tasks_url.replace("/api/users/", prefix)
+    assert client.request("POST", calm, {"title": "Calm"}, other.token).status == 201
